@@ -1,0 +1,30 @@
+# Two commands: `make demo` (set up, then run the main job) and `make test` (set up, then the tests).
+# Set-up is idempotent: the virtual environment is reused until pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: on a machine without CUDA this is the CPU build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	# openrlhf's wheel pins flash-attn, which cannot build without CUDA: its other
+	# requirements are in pyproject.toml, openrlhf itself goes in without them.
+	$(BIN)/pip install -q --no-deps openrlhf==0.11.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/leafe
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"

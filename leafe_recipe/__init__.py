@@ -1,0 +1,16 @@
+"""leafe-recipe: LEAFE (reflective experience, rollback, distillation) for LLM agents."""
+
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _data_dir(name: str) -> Path:
+    """A top-level folder of the repository (editable install) or its copy inside the package (wheel)."""
+    for candidate in (_HERE / name, _HERE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"leafe-recipe is installed without its {name}/ folder; reinstall with `pip install -e .`")
+
+
+CONF_DIR = _data_dir("hydra_conf")

@@ -1,0 +1,3 @@
+"""Environment families; importing this package registers every built-in family."""
+
+from leafe_recipe.envs import sokoban  # noqa: F401  (registers the family)

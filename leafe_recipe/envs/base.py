@@ -1,0 +1,109 @@
+"""The environment protocol every family implements, the registry, and replay.
+
+A LEAFE tree branches by resetting an environment and re-executing a recorded
+action prefix, so every environment must be deterministic given (task, actions);
+`replay` enforces that instead of trusting it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol
+
+
+@dataclass(frozen=True)
+class Task:
+    """One episode's definition; `data` is plain JSON and rebuilds the episode exactly."""
+
+    env: str
+    id: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(record: dict[str, Any]) -> "Task":
+        return Task(env=record["env"], id=str(record["id"]), data=record["data"])
+
+
+@dataclass
+class Step:
+    """What `Env.step` returns (the gymnasium contract, flattened to text)."""
+
+    observation: str
+    reward: float
+    done: bool
+    success: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Env(Protocol):
+    """A text environment. Invalid actions are feedback, never exceptions."""
+
+    def reset(self, task: Task) -> str:
+        """Start `task`; return the instruction and the first observation."""
+
+    def step(self, action: str) -> Step:
+        """Apply one raw model output (the environment parses it)."""
+
+
+@dataclass(frozen=True)
+class EnvFamily:
+    """How to build an environment and its tasks from config keyword arguments."""
+
+    make: Callable[..., Env]
+    tasks: Callable[..., list[Task]]  # tasks(split, n, **kwargs) -> list[Task]
+    system_prompt: str
+
+
+REGISTRY: dict[str, EnvFamily] = {}
+
+
+def register(name: str, family: EnvFamily) -> None:
+    REGISTRY[name] = family
+
+
+def get_family(name: str) -> EnvFamily:
+    # Importing the package registers every built-in family.
+    import leafe_recipe.envs  # noqa: F401
+
+    if name not in REGISTRY:
+        raise KeyError(f"unknown environment {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+class ReplayDivergence(RuntimeError):
+    """A replayed prefix produced a different observation: the environment is not deterministic."""
+
+
+def replay(env: Env, task: Task, actions: list[str], observations: list[str]) -> str:
+    """Reset `env` to `task` and re-execute `actions`, checking every observation.
+
+    `observations` is the recorded [o_0, o_1, ..., o_n] (o_0 from reset, o_i after
+    action i), n = len(actions). Returns o_n, the state the branch continues from.
+    """
+    if len(observations) != len(actions) + 1:
+        raise ValueError(
+            f"replay needs len(observations) == len(actions) + 1, got {len(observations)} and {len(actions)}"
+        )
+    obs = env.reset(task)
+    _check(task, 0, observations[0], obs)
+    for i, action in enumerate(actions, start=1):
+        step = env.step(action)
+        _check(task, i, observations[i], step.observation)
+        if step.done and i < len(actions):
+            raise ReplayDivergence(
+                f"task {task.env}/{task.id}: episode ended at step {i} while replaying {len(actions)} actions"
+            )
+        obs = step.observation
+    return obs
+
+
+def _check(task: Task, i: int, expected: str, got: str) -> None:
+    if expected != got:
+        raise ReplayDivergence(
+            f"task {task.env}/{task.id}: observation after step {i} differs on replay "
+            f"(expected {expected[:200]!r}, got {got[:200]!r}); the environment is not deterministic "
+            "for this task, so a rollback to this step would corrupt the tree"
+        )

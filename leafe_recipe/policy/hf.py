@@ -1,0 +1,75 @@
+"""The transformers backend: the embedded default, on CPU or one GPU."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from leafe_recipe.policy import Completion, Message, Sampling, cut_at_stop
+
+
+class HFPolicy:
+    def __init__(
+        self,
+        path: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_batch_size: int = 64,
+        attn_implementation: str = "sdpa",
+    ):
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"  # generation appends on the right
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype, attn_implementation=attn_implementation
+        ).to(self.device)
+        self.model.eval()
+        self.max_batch_size = max_batch_size
+        self.calls = 0
+
+    @torch.inference_mode()
+    def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]:
+        """One call for all conversations, split into chunks of `max_batch_size`.
+
+        Each call reseeds torch with `seed + call number`, so a rerun with the same
+        inputs reproduces the same samples.
+        """
+        torch.manual_seed(sampling.seed + self.calls)
+        self.calls += 1
+        texts = [
+            self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+            for conv in conversations
+        ]
+        out: list[Completion] = []
+        for start in range(0, len(texts), self.max_batch_size):
+            out.extend(self._generate_chunk(texts[start : start + self.max_batch_size], sampling))
+        return out
+
+    def _generate_chunk(self, texts: list[str], sampling: Sampling) -> list[Completion]:
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        greedy = sampling.temperature == 0
+        kwargs = dict(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=not greedy,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id,
+        )
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        if sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        generated = self.model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1] :]
+        eos_ids = kwargs["eos_token_id"]
+        eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids]) | {self.tokenizer.pad_token_id}
+        completions = []
+        for row in generated.tolist():
+            n = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
+            ended = n < len(row) or row[-1] in eos_ids
+            text, stopped = cut_at_stop(self.tokenizer.decode(row[:n], skip_special_tokens=True), sampling.stop)
+            completions.append(Completion(text=text, num_tokens=n, truncated=not (ended or stopped)))
+        return completions

@@ -1,0 +1,67 @@
+"""The vLLM backend: GPU generation with tensor parallelism and continuous batching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leafe_recipe.policy import Completion, Message, Sampling
+
+GPU_HINT = (
+    "backend=vllm needs vLLM and a CUDA GPU. On a GPU machine run `pip install -e .[gpu]` "
+    "(see README, 'GPU install'); on this machine use backend=hf."
+)
+
+
+class VLLMPolicy:
+    def __init__(
+        self,
+        path: str,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        **engine_kwargs: Any,
+    ):
+        try:
+            import torch
+            import vllm
+        except ImportError as err:
+            raise RuntimeError(f"{GPU_HINT} (import failed: {err})") from None
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{GPU_HINT} (torch sees no CUDA device)")
+        self.vllm = vllm
+        self.requests = 0
+        self.llm = vllm.LLM(
+            model=path,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            dtype=dtype,
+            **engine_kwargs,
+        )
+
+    def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]:
+        """Every request gets its own seed (sampling.seed + a running request count): the n
+        identical prompts of a task still get different samples, and a rerun repeats them."""
+        params = [
+            self.vllm.SamplingParams(
+                n=1,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k if sampling.top_k > 0 else -1,
+                max_tokens=sampling.max_new_tokens,
+                stop=list(sampling.stop) or None,
+                seed=sampling.seed + self.requests + i,
+            )
+            for i in range(len(conversations))
+        ]
+        self.requests += len(conversations)
+        results = self.llm.chat(conversations, params, use_tqdm=False)
+        return [
+            Completion(
+                text=r.outputs[0].text,
+                num_tokens=len(r.outputs[0].token_ids),
+                truncated=r.outputs[0].finish_reason == "length",
+            )
+            for r in results
+        ]

@@ -1,0 +1,122 @@
+"""Lock-step batched episodes: every live (task, sample) episode advances one turn per
+generate call, so the backend always sees the whole batch.
+
+Episodes start in task order and a new one takes the place of each finished one, up
+to `max_concurrent` live at once. A task's record (all its samples) goes to the
+trajectories file as soon as its last sample ends, so memory holds the frontier only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leafe_recipe.envs.base import Env, EnvFamily, Task
+from leafe_recipe.policy import Policy, Sampling
+from leafe_recipe.prompts import build_messages
+from leafe_recipe.records import JsonlWriter
+
+
+@dataclass
+class Episode:
+    task: Task
+    sample: int
+    env: Env
+    observations: list[str]
+    actions: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    invalid_actions: int = 0
+    gen_tokens: int = 0
+    truncated_outputs: int = 0
+    done: bool = False
+    success: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "sample": self.sample,
+            "observations": self.observations,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "success": self.success,
+            "env_steps": len(self.actions),
+            "gen_tokens": self.gen_tokens,
+            "invalid_actions": self.invalid_actions,
+            "truncated_outputs": self.truncated_outputs,
+        }
+
+
+def task_key(record: dict[str, Any]) -> str:
+    return f"{record['task']['env']}/{record['task']['id']}"
+
+
+def run_episodes(
+    starts: Iterable[tuple[Task, int]],
+    family: EnvFamily,
+    env_kwargs: dict[str, Any],
+    policy: Policy,
+    sampling: Sampling,
+    history_window: int | None = None,
+    max_concurrent: int = 256,
+) -> Iterator[Episode]:
+    """Play every (task, sample) in `starts`; yield each episode when it ends."""
+    pending = iter(starts)
+    live: list[Episode] = []
+    while True:
+        while len(live) < max_concurrent and (nxt := next(pending, None)) is not None:
+            task, sample = nxt
+            env = family.make(**env_kwargs)
+            live.append(Episode(task=task, sample=sample, env=env, observations=[env.reset(task)]))
+        if not live:
+            return
+        prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window) for ep in live]
+        completions = policy.generate(prompts, sampling)
+        still: list[Episode] = []
+        for ep, out in zip(live, completions, strict=True):
+            step = ep.env.step(out.text)
+            ep.actions.append(out.text)
+            ep.observations.append(step.observation)
+            ep.rewards.append(step.reward)
+            ep.gen_tokens += out.num_tokens
+            ep.truncated_outputs += out.truncated
+            ep.invalid_actions += bool(step.info.get("invalid"))
+            if step.done:
+                ep.done, ep.success = True, step.success
+                yield ep
+            else:
+                still.append(ep)
+        live = still
+
+
+def rollout(
+    tasks: list[Task],
+    n_samples: int,
+    family: EnvFamily,
+    env_kwargs: dict[str, Any],
+    policy: Policy,
+    sampling: Sampling,
+    out_path: str | Path,
+    history_window: int | None = None,
+    max_concurrent: int = 256,
+) -> Path:
+    """Write one trajectories record per task (its n samples) to `out_path`; resumable."""
+    with JsonlWriter(out_path, key=task_key) as writer:
+        todo = [t for t in tasks if f"{t.env}/{t.id}" not in writer.done]
+        by_task: dict[str, list[Episode]] = {}
+        starts = ((t, s) for t in todo for s in range(n_samples))
+        for ep in run_episodes(starts, family, env_kwargs, policy, sampling, history_window, max_concurrent):
+            group = by_task.setdefault(ep.task.id, [])
+            group.append(ep)
+            if len(group) == n_samples:
+                samples = sorted(group, key=lambda e: e.sample)
+                writer.write(
+                    {
+                        "task": ep.task.to_json(),
+                        "n": n_samples,
+                        "c": sum(e.success for e in samples),
+                        "samples": [e.record() for e in samples],
+                    }
+                )
+                del by_task[ep.task.id]
+    return Path(out_path)

@@ -1,0 +1,58 @@
+from dataclasses import dataclass
+
+import pytest
+
+from leafe_recipe.envs.base import ReplayDivergence, Step, Task, get_family, replay
+
+
+@dataclass
+class Counter:
+    """A minimal env: the observation is the running sum; `drift` breaks determinism."""
+
+    drift: int = 0
+    total: int = 0
+
+    def reset(self, task: Task) -> str:
+        self.total = task.data["start"]
+        return f"total={self.total}"
+
+    def step(self, action: str) -> Step:
+        if not action.isdigit():
+            return Step(f"invalid action: {action!r} is not a number", 0.0, False, False, {"invalid": True})
+        self.total += int(action) + self.drift
+        self.drift *= 2
+        return Step(f"total={self.total}", 0.0, self.total >= 10, self.total == 10, {"invalid": False})
+
+
+TASK = Task(env="counter", id="t0", data={"start": 1})
+
+
+def test_task_round_trips_through_json():
+    assert Task.from_json(TASK.to_json()) == TASK
+
+
+def test_replay_returns_the_last_observation():
+    assert replay(Counter(), TASK, ["2", "x", "3"], ["total=1", "total=3", "invalid action: 'x' is not a number", "total=6"]) == "total=6"
+
+
+def test_replay_names_the_step_where_observations_differ():
+    env = Counter(drift=0)
+    observations = ["total=1", "total=3", "total=6"]
+    env.drift = 1  # the environment now adds 1 more than it did when the history was recorded
+    with pytest.raises(ReplayDivergence, match="after step 1 differs"):
+        replay(env, TASK, ["2", "3"], observations)
+
+
+def test_replay_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="len\\(observations\\) == len\\(actions\\) \\+ 1"):
+        replay(Counter(), TASK, ["2"], ["total=1"])
+
+
+def test_replay_refuses_to_continue_past_the_end_of_an_episode():
+    with pytest.raises(ReplayDivergence, match="ended at step 1"):
+        replay(Counter(), TASK, ["9", "1"], ["total=1", "total=10", "total=11"])
+
+
+def test_unknown_environment_lists_the_registered_ones():
+    with pytest.raises(KeyError, match="unknown environment 'nope'; registered: .*sokoban"):
+        get_family("nope")
