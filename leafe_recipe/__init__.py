@@ -1,6 +1,10 @@
 """leafe-recipe: LEAFE (reflective experience, rollback, distillation) for LLM agents."""
 
+import warnings
 from pathlib import Path
+
+# torch imports the deprecated `pynvml` that openrlhf pins; the warning says nothing to our users.
+warnings.filterwarnings("ignore", message="The pynvml package is deprecated")
 
 _HERE = Path(__file__).resolve().parent
 

@@ -1,0 +1,55 @@
+"""The `leafe` console script as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leafe_recipe.records import read_jsonl
+
+LEAFE = str(Path(sys.executable).parent / "leafe")
+
+
+def leafe(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([LEAFE, *overrides], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_base_on_sokoban_with_the_tiny_model_prints_pass_at_k_and_writes_artefacts(tmp_path):
+    run = tmp_path / "run"
+    args = ("n_samples=4", "env.n_test=3", "env.kwargs.max_steps=3", f"hydra.run.dir={run}")
+    proc = leafe(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "| run | Pass@1 | Pass@2 | Pass@4 | turns | invalid |" in proc.stdout
+    results = json.loads((run / "results.json").read_text())
+    summary = results["runs"]["base"]
+    assert (results["method"], results["env"], results["model"]) == ("base", "sokoban", "tiny")
+    assert summary["n_tasks"] == 3 and summary["n_samples"] == 4
+    assert list(summary["pass_at_k"]) == ["1", "2", "4"]
+    assert summary["mean_turns"] == 3.0  # the random model never solves a room
+    records = list(read_jsonl(run / "trajectories_base.jsonl"))
+    assert [r["task"]["id"] for r in records] == ["test-1000000", "test-1000001", "test-1000002"]
+    # a rerun in the same folder resumes: nothing is played or written twice
+    again = leafe(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(list(read_jsonl(run / "trajectories_base.jsonl"))) == 3
+
+
+def test_a_wrong_key_is_a_hydra_error_naming_it(tmp_path):
+    proc = leafe("n_sample=4", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Could not override 'n_sample'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_wrong_group_value_lists_the_options(tmp_path):
+    proc = leafe("env=sokobann", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Could not find 'env/sokobann'" in proc.stderr and "sokoban" in proc.stderr
+
+
+def test_backend_vllm_without_a_gpu_stops_with_what_to_do(tmp_path):
+    proc = leafe("backend=vllm", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "backend=vllm needs vLLM and a CUDA GPU" in proc.stderr
