@@ -15,6 +15,13 @@ def test_one_call_returns_one_completion_per_conversation(tiny_model):
     assert all(c.truncated == (c.num_tokens == 12) for c in out)
 
 
+def test_each_conversation_can_carry_its_own_sampling(tiny_model):
+    short, long = Sampling(max_new_tokens=2, temperature=0.0), Sampling(max_new_tokens=9, temperature=0.0)
+    out = HFPolicy(tiny_model).generate([CONV, CONV, CONV], [long, short, long])
+    assert [c.num_tokens for c in out] == [9, 2, 9]
+    assert out[0] == out[2]  # greedy: the same prompt gives the same text
+
+
 def test_same_seed_same_samples(tiny_model):
     s = Sampling(max_new_tokens=16, seed=3)
     a = HFPolicy(tiny_model).generate([CONV] * 4, s)

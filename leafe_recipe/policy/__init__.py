@@ -38,7 +38,17 @@ class Completion:
 
 
 class Policy(Protocol):
-    def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]: ...
+    def generate(self, conversations: list[list[Message]], sampling: Sampling | list[Sampling]) -> list[Completion]:
+        """One completion per conversation; `sampling` is shared or given per conversation
+        (LEAFE's explorer sends actions and reflections, with their own settings, in one call)."""
+
+
+def per_conversation(sampling: Sampling | list[Sampling], n: int) -> list[Sampling]:
+    if isinstance(sampling, Sampling):
+        return [sampling] * n
+    if len(sampling) != n:
+        raise ValueError(f"got {len(sampling)} sampling settings for {n} conversations")
+    return list(sampling)
 
 
 @dataclass

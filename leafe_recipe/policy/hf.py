@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from leafe_recipe.policy import Completion, Message, Sampling, cut_at_stop
+from leafe_recipe.policy import Completion, Message, Sampling, cut_at_stop, per_conversation
 
 
 class HFPolicy:
@@ -33,21 +33,31 @@ class HFPolicy:
         self.calls = 0
 
     @torch.inference_mode()
-    def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]:
-        """One call for all conversations, split into chunks of `max_batch_size`.
+    def generate(self, conversations: list[list[Message]], sampling: Sampling | list[Sampling]) -> list[Completion]:
+        """One call for all conversations: grouped by sampling settings (transformers takes
+        one per batch), each group split into chunks of `max_batch_size`.
 
-        Each call reseeds torch with `seed + call number`, so a rerun with the same
-        inputs reproduces the same samples.
+        Each call reseeds torch with the first setting's `seed + call number`, so a rerun
+        with the same inputs reproduces the same samples.
         """
-        torch.manual_seed(sampling.seed + self.calls)
+        settings = per_conversation(sampling, len(conversations))
+        if not conversations:
+            return []
+        torch.manual_seed(settings[0].seed + self.calls)
         self.calls += 1
-        texts = [
-            self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
-            for conv in conversations
-        ]
-        out: list[Completion] = []
-        for start in range(0, len(texts), self.max_batch_size):
-            out.extend(self._generate_chunk(texts[start : start + self.max_batch_size], sampling))
+        groups: dict[Sampling, list[int]] = {}
+        for i, s in enumerate(settings):
+            groups.setdefault(s, []).append(i)
+        out: list[Completion | None] = [None] * len(conversations)
+        for s, idx in groups.items():
+            texts = [
+                self.tokenizer.apply_chat_template(conversations[i], add_generation_prompt=True, tokenize=False)
+                for i in idx
+            ]
+            for start in range(0, len(idx), self.max_batch_size):
+                chunk = self._generate_chunk(texts[start : start + self.max_batch_size], s)
+                for i, c in zip(idx[start : start + self.max_batch_size], chunk):
+                    out[i] = c
         return out
 
     def _generate_chunk(self, texts: list[str], sampling: Sampling) -> list[Completion]:

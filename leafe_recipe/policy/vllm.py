@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leafe_recipe.policy import Completion, Message, Sampling
+from leafe_recipe.policy import Completion, Message, Sampling, per_conversation
 
 GPU_HINT = (
     "backend=vllm needs vLLM and a CUDA GPU. On a GPU machine run `pip install -e .[gpu]` "
@@ -40,20 +40,20 @@ class VLLMPolicy:
             **engine_kwargs,
         )
 
-    def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]:
+    def generate(self, conversations: list[list[Message]], sampling: Sampling | list[Sampling]) -> list[Completion]:
         """Every request gets its own seed (sampling.seed + a running request count): the n
         identical prompts of a task still get different samples, and a rerun repeats them."""
         params = [
             self.vllm.SamplingParams(
                 n=1,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=sampling.top_k if sampling.top_k > 0 else -1,
-                max_tokens=sampling.max_new_tokens,
-                stop=list(sampling.stop) or None,
-                seed=sampling.seed + self.requests + i,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=s.top_k if s.top_k > 0 else -1,
+                max_tokens=s.max_new_tokens,
+                stop=list(s.stop) or None,
+                seed=s.seed + self.requests + i,
             )
-            for i in range(len(conversations))
+            for i, s in enumerate(per_conversation(sampling, len(conversations)))
         ]
         self.requests += len(conversations)
         results = self.llm.chat(conversations, params, use_tqdm=False)
