@@ -55,6 +55,9 @@ class EnvFamily:
     make: Callable[..., Env]
     tasks: Callable[..., list[Task]]  # tasks(split, n, **kwargs) -> list[Task]
     system_prompt: str
+    # The first action after which the task can no longer be solved, where the family
+    # can tell (Sokoban's solver can): grades where reflections roll back to.
+    fatal_step: Callable[[Task, list[str]], int | None] | None = None
 
 
 REGISTRY: dict[str, EnvFamily] = {}

@@ -476,4 +476,12 @@ def sokoban_tasks(
     return tasks
 
 
-register("sokoban", EnvFamily(make=SokobanEnv, tasks=sokoban_tasks, system_prompt=SYSTEM_PROMPT))
+register(
+    "sokoban",
+    EnvFamily(
+        make=SokobanEnv,
+        tasks=sokoban_tasks,
+        system_prompt=SYSTEM_PROMPT,
+        fatal_step=lambda task, actions: fatal_step(task.data["grid"], actions),
+    ),
+)

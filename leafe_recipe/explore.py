@@ -1,0 +1,256 @@
+"""LEAFE stage 1: tree-based experience generation.
+
+Per task, an exploration tree of trajectories (nodes). The root is a plain rollout.
+Every `reflect_every` steps of a live node, and whenever a node ends in failure, the
+policy reflects on the node's history and answers a rollback step tau and an
+experience e. A branch then resets the environment, replays the node's actions
+a_1..a_{tau-1} (`replay` checks every observation, so a non-deterministic
+environment cannot corrupt the tree), and continues from step tau with e in its
+prompt: its first action is the revised action a'_tau that stage 2 distils.
+
+Branch requests wait in a FIFO queue (breadth first) and start while the tree has
+depth (`max_depth`), branches (`max_branches`) and interaction budget (`budget`
+environment steps, replay steps included when `budget_counts_replay`) left. A node
+that reflects mid-episode keeps going: the branch is an alternative, not a
+replacement.
+
+Lock-step: every round, one generate call carries the next action of every live
+node and every pending reflection of every tree in flight. Finished trees stream to
+`trees.jsonl` (one record per task, resumable), so memory holds only the frontier.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leafe_recipe.envs.base import Env, EnvFamily, Task, replay
+from leafe_recipe.policy import Policy, Sampling
+from leafe_recipe.prompts import build_messages, build_reflection, parse_reflection
+from leafe_recipe.records import JsonlWriter
+from leafe_recipe.rollout import task_key
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    reflect_every: int = 4  # K: reflect on a live node every K steps; 0 = only when a node fails
+    max_depth: int = 2  # the root has depth 0; a branch is one deeper than the node it revises
+    max_branches: int = 8  # branches started per task
+    budget: int = 100  # environment steps per task
+    budget_counts_replay: bool = True  # charge the replayed prefix of each branch to the budget
+    history_window: int | None = 2
+    max_concurrent_trees: int = 64
+
+
+@dataclass
+class Ledger:
+    """Per-task accounting of what exploration cost and produced."""
+
+    env_steps: int = 0  # steps taken by the policy's actions
+    replay_steps: int = 0  # steps re-executed to reach branch points
+    model_calls: int = 0  # generation requests: actions and reflections
+    gen_tokens: int = 0
+    reflections: int = 0
+    reflections_unparsed: int = 0
+    branches: int = 0
+    branches_dropped: int = 0  # requests that found no depth, branch or budget left
+    successes: int = 0  # nodes that solved the task
+
+    def charged(self, counts_replay: bool) -> int:
+        return self.env_steps + (self.replay_steps if counts_replay else 0)
+
+
+@dataclass
+class Node:
+    """One trajectory of the tree. A branch shares its parent's first tau-1 steps."""
+
+    id: int
+    parent: int | None
+    depth: int
+    tau: int | None  # the step this branch revises (1-based); None for the root
+    experience: str | None
+    observations: list[str]
+    actions: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    experience_steps: list[int] = field(default_factory=list)  # steps whose prompt held the experience
+    end: str | None = None  # success | failure | budget
+    env: Env | None = field(default=None, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("env")
+        out["success"] = self.end == "success"
+        return out
+
+
+@dataclass(frozen=True)
+class BranchRequest:
+    node: int
+    tau: int
+    experience: str
+
+
+@dataclass
+class Tree:
+    task: Task
+    nodes: list[Node] = field(default_factory=list)
+    queue: deque[BranchRequest] = field(default_factory=deque)
+    reflecting: list[tuple[Node, bool]] = field(default_factory=list)  # (node, finished) awaiting reflection
+    reflections: list[dict[str, Any]] = field(default_factory=list)
+    ledger: Ledger = field(default_factory=Ledger)
+
+    def live(self) -> list[Node]:
+        return [n for n in self.nodes if n.end is None]
+
+    def done(self) -> bool:
+        return not self.live() and not self.reflecting and not self.queue
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "task": self.task.to_json(),
+            "ledger": asdict(self.ledger),
+            "nodes": [n.record() for n in self.nodes],
+            "reflections": self.reflections,
+        }
+
+
+def explore(
+    tasks: list[Task],
+    family: EnvFamily,
+    env_kwargs: dict[str, Any],
+    policy: Policy,
+    sampling: Sampling,
+    reflection_sampling: Sampling,
+    config: ExploreConfig,
+    out_path: str | Path,
+) -> Path:
+    """Build one exploration tree per task and append it to `out_path`; resumable."""
+    with JsonlWriter(out_path, key=task_key) as writer:
+        todo = iter([t for t in tasks if f"{t.env}/{t.id}" not in writer.done])
+        for tree in _grow(todo, family, env_kwargs, policy, sampling, reflection_sampling, config):
+            writer.write(tree.record())
+    return Path(out_path)
+
+
+def _grow(
+    todo: Iterator[Task],
+    family: EnvFamily,
+    env_kwargs: dict[str, Any],
+    policy: Policy,
+    sampling: Sampling,
+    reflection_sampling: Sampling,
+    cfg: ExploreConfig,
+) -> Iterator[Tree]:
+    trees: list[Tree] = []
+    while True:
+        while len(trees) < cfg.max_concurrent_trees and (task := next(todo, None)) is not None:
+            env = family.make(**env_kwargs)
+            trees.append(Tree(task=task, nodes=[Node(0, None, 0, None, None, [env.reset(task)], env=env)]))
+        if not trees:
+            return
+        prompts, settings, jobs = [], [], []
+        for tree in trees:
+            _start_branches(tree, family, env_kwargs, cfg)
+            for node in _take_budget(tree, cfg):
+                prompts.append(
+                    build_messages(family.system_prompt, node.observations, node.actions, cfg.history_window, node.experience)
+                )
+                settings.append(sampling)
+                jobs.append((tree, node, None))
+            for node, finished in tree.reflecting:
+                prompts.append(build_reflection(node.observations, node.actions, finished))
+                settings.append(reflection_sampling)
+                jobs.append((tree, node, len(node.actions)))
+            tree.reflecting = []
+        completions = policy.generate(prompts, settings) if prompts else []
+        for (tree, node, reflect_at), out in zip(jobs, completions, strict=True):
+            tree.ledger.model_calls += 1
+            tree.ledger.gen_tokens += out.num_tokens
+            if reflect_at is None:
+                _act(tree, node, out.text, cfg)
+            else:
+                _reflect(tree, node, out.text, reflect_at, family)
+        for tree in [t for t in trees if t.done()]:
+            trees.remove(tree)
+            yield tree
+
+
+def _take_budget(tree: Tree, cfg: ExploreConfig) -> list[Node]:
+    """The live nodes that may act this round: one step each while budget lasts; the rest end."""
+    left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay)
+    acting = []
+    for node in tree.live():
+        if left > 0:
+            acting.append(node)
+            left -= 1
+        else:
+            node.end, node.env = "budget", None
+    return acting
+
+
+def _act(tree: Tree, node: Node, text: str, cfg: ExploreConfig) -> None:
+    if node.experience is not None:
+        node.experience_steps.append(len(node.actions) + 1)
+    step = node.env.step(text)
+    tree.ledger.env_steps += 1
+    node.actions.append(text)
+    node.observations.append(step.observation)
+    node.rewards.append(step.reward)
+    can_branch = node.depth < cfg.max_depth
+    if step.done:
+        node.end, node.env = ("success" if step.success else "failure"), None
+        tree.ledger.successes += step.success
+        if not step.success and can_branch:
+            tree.reflecting.append((node, True))
+    elif can_branch and cfg.reflect_every and len(node.actions) % cfg.reflect_every == 0:
+        tree.reflecting.append((node, False))
+
+
+def _reflect(tree: Tree, node: Node, text: str, t: int, family: EnvFamily) -> None:
+    """Parse a reflection on node's first t steps; a usable one queues a branch."""
+    r = parse_reflection(text, t)
+    tree.ledger.reflections += 1
+    tree.ledger.reflections_unparsed += not r.parsed
+    record = {"node": node.id, "t": t, "raw": text, "parsed": r.parsed, "tau": r.tau, "clamped": r.clamped, "experience": r.experience}
+    if family.fatal_step is not None:
+        record["fatal_step"] = family.fatal_step(tree.task, node.actions[:t])
+    tree.reflections.append(record)
+    if r.tau is not None:
+        tree.queue.append(BranchRequest(node.id, r.tau, r.experience))
+
+
+def _start_branches(tree: Tree, family: EnvFamily, env_kwargs: dict[str, Any], cfg: ExploreConfig) -> None:
+    """Pop branch requests in FIFO order; roll back and start each one that still fits."""
+    while tree.queue:
+        req = tree.queue.popleft()
+        parent = tree.nodes[req.node]
+        replayed = req.tau - 1
+        cost = 1 + (replayed if cfg.budget_counts_replay else 0)  # the prefix, and room for a'_tau
+        left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay)
+        if parent.depth + 1 > cfg.max_depth or tree.ledger.branches >= cfg.max_branches or cost > left:
+            tree.ledger.branches_dropped += 1
+            continue
+        tree.nodes.append(rollback(tree, parent, req, family.make(**env_kwargs)))
+        tree.ledger.branches += 1
+        tree.ledger.replay_steps += replayed
+
+
+def rollback(tree: Tree, parent: Node, req: BranchRequest, env: Env) -> Node:
+    """Reset `env` and replay the parent's first tau-1 actions: the branch's state at step tau."""
+    prefix_actions = parent.actions[: req.tau - 1]
+    prefix_observations = parent.observations[: req.tau]
+    replay(env, tree.task, prefix_actions, prefix_observations)
+    return Node(
+        id=len(tree.nodes),
+        parent=parent.id,
+        depth=parent.depth + 1,
+        tau=req.tau,
+        experience=req.experience,
+        observations=list(prefix_observations),
+        actions=list(prefix_actions),
+        rewards=parent.rewards[: req.tau - 1],
+        env=env,
+    )
