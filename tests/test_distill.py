@@ -1,0 +1,95 @@
+import json
+
+import pytest
+
+from leafe_recipe.distill import DistillConfig, distill, went_on_to_succeed
+from leafe_recipe.envs.base import get_family
+from leafe_recipe.explore import ExploreConfig, explore
+from leafe_recipe.policy import Sampling
+from leafe_recipe.prompts import EXPERIENCE_HEADER, build_messages
+from leafe_recipe.records import read_jsonl
+from scripted import Scripted
+
+SOKOBAN = get_family("sokoban")
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """Three tasks; each root fails, and reflections at steps 2, 4 and 6 open three branches that succeed."""
+    path = tmp_path_factory.mktemp("explore") / "trees.jsonl"
+    config = ExploreConfig(reflect_every=2, max_depth=1, max_branches=3, history_window=2)
+    policy = Scripted(reflection="Rollback step: 2\nExperience: SECRET-FIX push the box toward the target")
+    explore(SOKOBAN.tasks("train", 3), SOKOBAN, {"max_steps": 6}, policy, Sampling(), Sampling(), config, path)
+    return path
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cf_pairs_the_original_history_with_the_revised_action(trees, tmp_path):
+    stats = distill(trees, SOKOBAN.system_prompt, DistillConfig(cf_per_task=1, history_window=2), tmp_path)
+    cf = lines(tmp_path / "sft_cf.jsonl")
+    assert stats.cf == len(cf) == 3 and stats.branches == 9
+    for record, tree in zip(cf, read_jsonl(trees)):
+        root, branch = tree["nodes"][0], tree["nodes"][record["node"]]
+        assert record["tau"] == branch["tau"] == 2
+        assert record["prompt"] == build_messages(SOKOBAN.system_prompt, root["observations"][:2], root["actions"][:1], 2)
+        assert record["response"] == [{"role": "assistant", "content": branch["actions"][1]}]
+
+
+def test_no_experience_text_reaches_any_training_input(trees, tmp_path):
+    distill(trees, SOKOBAN.system_prompt, DistillConfig(cf_per_task=3, reh_fraction=1.0), tmp_path)
+    records = lines(tmp_path / "sft_cf.jsonl") + lines(tmp_path / "sft_reh.jsonl")
+    assert len(records) > 9
+    for r in records:
+        text = json.dumps(r["prompt"])
+        assert "SECRET-FIX" not in text and EXPERIENCE_HEADER not in text
+
+
+def test_cf_keeps_at_most_cf_per_task_breadth_first(trees, tmp_path):
+    for k, want in [(0, 0), (2, 6), (3, 9), (10, 9)]:
+        assert distill(trees, SOKOBAN.system_prompt, DistillConfig(cf_per_task=k), tmp_path).cf == want
+    cf = lines(tmp_path / "sft_cf.jsonl")
+    assert [r["node"] for r in cf[:3]] == [1, 2, 3]
+
+
+def test_rehearsal_takes_every_step_of_the_drawn_successful_rollouts(trees, tmp_path):
+    none = distill(trees, SOKOBAN.system_prompt, DistillConfig(reh_fraction=0.0), tmp_path)
+    assert (none.successful_rollouts, none.reh) == (9, 0)
+    full = distill(trees, SOKOBAN.system_prompt, DistillConfig(reh_fraction=1.0), tmp_path)
+    successful = [n for t in read_jsonl(trees) for n in t["nodes"] if n["success"]]
+    assert full.reh == sum(len(n["actions"]) for n in successful)
+    first = lines(tmp_path / "sft_reh.jsonl")[: len(successful[0]["actions"])]
+    assert [(r["node"], r["step"]) for r in first] == [(successful[0]["id"], s) for s in range(1, len(first) + 1)]
+    part = distill(trees, SOKOBAN.system_prompt, DistillConfig(reh_fraction=0.5, seed=1), tmp_path)
+    again = distill(trees, SOKOBAN.system_prompt, DistillConfig(reh_fraction=0.5, seed=1), tmp_path)
+    assert part == again and 0 < part.reh_rollouts < 9
+
+
+def node(id, parent, tau, success):
+    return {"id": id, "parent": parent, "tau": tau, "success": success}
+
+
+def test_a_branch_went_on_to_succeed_only_if_a_success_kept_its_revised_action():
+    nodes = [node(0, None, None, False), node(1, 0, 3, False), node(2, 1, 5, True), node(3, 1, 2, True)]
+    assert went_on_to_succeed(nodes, nodes[1])  # node 2 revises step 5 > 3: a'_3 is in its prefix
+    nodes[2]["success"] = False
+    assert not went_on_to_succeed(nodes, nodes[1])  # node 3 revised step 2 < 3: it undid a'_3
+
+
+class IgnoresExperience(Scripted):
+    """Reflects, but acts as if no experience were given: every branch fails too."""
+
+    def generate(self, conversations, sampling):
+        for c in conversations:
+            c[-1]["content"] = c[-1]["content"].replace(EXPERIENCE_HEADER, "(ignored)")
+        return super().generate(conversations, sampling)
+
+
+def test_failed_branches_are_used_only_when_asked(tmp_path):
+    path = tmp_path / "trees.jsonl"
+    policy = IgnoresExperience(reflection="Rollback step: 1\nExperience: wait")
+    explore(SOKOBAN.tasks("train", 1), SOKOBAN, {"max_steps": 2}, policy, Sampling(), Sampling(), ExploreConfig(max_depth=1), path)
+    assert distill(path, "S", DistillConfig(), tmp_path).cf == 0
+    assert distill(path, "S", DistillConfig(cf_only_successful=False), tmp_path).cf == 1
