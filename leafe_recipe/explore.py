@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leafe_recipe.envs.base import Env, EnvFamily, Task, replay
+from leafe_recipe.envs.base import Env, EnvFamily, Step, Task, replay
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages, build_reflection, parse_reflection
 from leafe_recipe.records import JsonlWriter
-from leafe_recipe.rollout import task_key
+from leafe_recipe.rollout import step_envs, task_key
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class ExploreConfig:
     budget_counts_replay: bool = True  # charge the replayed prefix of each branch to the budget
     history_window: int | None = 2
     max_concurrent_trees: int = 64
+    env_workers: int = 1  # threads stepping environments (for sandboxed code execution)
 
 
 @dataclass
@@ -166,12 +167,14 @@ def _grow(
                 jobs.append((tree, node, len(node.actions)))
             tree.reflecting = []
         completions = policy.generate(prompts, settings) if prompts else []
-        for (tree, node, reflect_at), out in zip(jobs, completions, strict=True):
+        acting = [(job, out) for job, out in zip(jobs, completions, strict=True) if job[2] is None]
+        steps = step_envs([node.env for (_, node, _), _ in acting], [out.text for _, out in acting], cfg.env_workers)
+        for ((tree, node, _), out), step in zip(acting, steps):
+            _act(tree, node, out.text, step, cfg)
+        for (tree, node, reflect_at), out in zip(jobs, completions):
             tree.ledger.model_calls += 1
             tree.ledger.gen_tokens += out.num_tokens
-            if reflect_at is None:
-                _act(tree, node, out.text, cfg)
-            else:
+            if reflect_at is not None:
                 _reflect(tree, node, out.text, reflect_at, family)
         for tree in [t for t in trees if t.done()]:
             trees.remove(tree)
@@ -191,10 +194,9 @@ def _take_budget(tree: Tree, cfg: ExploreConfig) -> list[Node]:
     return acting
 
 
-def _act(tree: Tree, node: Node, text: str, cfg: ExploreConfig) -> None:
+def _act(tree: Tree, node: Node, text: str, step: Step, cfg: ExploreConfig) -> None:
     if node.experience is not None:
         node.experience_steps.append(len(node.actions) + 1)
-    step = node.env.step(text)
     tree.ledger.env_steps += 1
     node.actions.append(text)
     node.observations.append(step.observation)

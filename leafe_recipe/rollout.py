@@ -9,11 +9,12 @@ trajectories file as soon as its last sample ends, so memory holds the frontier 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leafe_recipe.envs.base import Env, EnvFamily, Task
+from leafe_recipe.envs.base import Env, EnvFamily, Step, Task
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import JsonlWriter
@@ -51,6 +52,15 @@ def task_key(record: dict[str, Any]) -> str:
     return f"{record['task']['env']}/{record['task']['id']}"
 
 
+def step_envs(envs: list[Env], actions: list[str], workers: int = 1) -> list[Step]:
+    """Step many environments; with workers > 1 in threads, for environments whose step
+    waits on other processes (the sandbox's programs) rather than on Python."""
+    if workers <= 1:
+        return [env.step(a) for env, a in zip(envs, actions, strict=True)]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda env, a: env.step(a), envs, actions))
+
+
 def run_episodes(
     starts: Iterable[tuple[Task, int]],
     family: EnvFamily,
@@ -59,6 +69,7 @@ def run_episodes(
     sampling: Sampling,
     history_window: int | None = None,
     max_concurrent: int = 256,
+    env_workers: int = 1,
 ) -> Iterator[Episode]:
     """Play every (task, sample) in `starts`; yield each episode when it ends."""
     pending = iter(starts)
@@ -72,9 +83,9 @@ def run_episodes(
             return
         prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window) for ep in live]
         completions = policy.generate(prompts, sampling)
+        steps = step_envs([ep.env for ep in live], [c.text for c in completions], env_workers)
         still: list[Episode] = []
-        for ep, out in zip(live, completions, strict=True):
-            step = ep.env.step(out.text)
+        for ep, out, step in zip(live, completions, steps, strict=True):
             ep.actions.append(out.text)
             ep.observations.append(step.observation)
             ep.rewards.append(step.reward)
@@ -99,13 +110,14 @@ def rollout(
     out_path: str | Path,
     history_window: int | None = None,
     max_concurrent: int = 256,
+    env_workers: int = 1,
 ) -> Path:
     """Write one trajectories record per task (its n samples) to `out_path`; resumable."""
     with JsonlWriter(out_path, key=task_key) as writer:
         todo = [t for t in tasks if f"{t.env}/{t.id}" not in writer.done]
         by_task: dict[str, list[Episode]] = {}
         starts = ((t, s) for t in todo for s in range(n_samples))
-        for ep in run_episodes(starts, family, env_kwargs, policy, sampling, history_window, max_concurrent):
+        for ep in run_episodes(starts, family, env_kwargs, policy, sampling, history_window, max_concurrent, env_workers):
             group = by_task.setdefault(ep.task.id, [])
             group.append(ep)
             if len(group) == n_samples:

@@ -72,3 +72,10 @@ def test_tiny_model_episodes_end_at_the_step_limit(tmp_path, tiny_model):
     for s in (s for r in records for s in r["samples"]):
         assert s["env_steps"] == 3 and not s["success"]
         assert 0 < s["gen_tokens"] <= 24
+
+
+def test_stepping_environments_in_threads_gives_the_same_records(tmp_path):
+    tasks = SOKOBAN.tasks("test", 3)
+    one = rollout(tasks, 2, SOKOBAN, {}, PlanPolicy(tasks, SOKOBAN.make(), wrong_first=True), Sampling(), tmp_path / "1.jsonl")
+    two = rollout(tasks, 2, SOKOBAN, {}, PlanPolicy(tasks, SOKOBAN.make(), wrong_first=True), Sampling(), tmp_path / "2.jsonl", env_workers=2)
+    assert list(read_jsonl(one)) == list(read_jsonl(two))
