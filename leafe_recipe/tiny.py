@@ -1,19 +1,26 @@
-"""The offline tiny model: a 2-layer random Qwen2 with a byte-level tokenizer and a
-ChatML template, built locally so every command runs with no hub access.
+"""The offline tiny model: a 2-layer Qwen2 with a byte-level tokenizer and a ChatML
+template, built locally so every command runs with no hub access.
 
-It is the embedded default (`model=tiny`). Its outputs are noise; it exists so that
-the whole pipeline (generation, SFT, evaluation) runs end to end on a laptop.
+It is the embedded default (`model=tiny`), so that the whole pipeline (generation,
+exploration, SFT, evaluation) runs end to end on a laptop. A randomly initialised
+network only writes noise, which no environment accepts and no reflection parser
+reads, so the builder teaches it the two answer formats the pipeline parses, for a
+few seconds on the last tokens of real prompts: a ReAct action with a random
+direction (a random-walk Sokoban agent) and a reflection with a random rollback
+step. It knows nothing else: its rollouts sometimes solve easy rooms by chance, which
+is what LEAFE's exploration needs to find successful branches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import shutil
 import tempfile
 from pathlib import Path
 
 TINY = "tiny"  # the model name that resolves to this builder
-VERSION = "v1"  # bump when the architecture or tokenizer changes
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -35,7 +42,9 @@ def resolve_model(name_or_path: str) -> str:
 
 def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
     """Build (once) and return the tiny model directory; safe under concurrent callers."""
-    target = Path(directory) if directory else cache_dir() / f"tiny-qwen2-{VERSION}"
+    # The cache key is this file's hash: any change to how the model is built rebuilds it.
+    version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    target = Path(directory) if directory else cache_dir() / f"tiny-qwen2-{version}"
     if (target / "config.json").exists():
         return target
     import torch
@@ -64,6 +73,11 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
+        # Every layer attends to the last 128 tokens only, so a model taught on prompt
+        # tails sees the same attention span on full-length prompts.
+        use_sliding_window=True,
+        sliding_window=128,
+        max_window_layers=0,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
         eos_token_id=tokenizer.eos_token_id,
@@ -73,6 +87,7 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    teach_formats(model, tokenizer, seed)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
@@ -83,6 +98,63 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _format_examples(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """(chat prompt, answer) pairs from random-walk Sokoban episodes, half of them reflections."""
+    from leafe_recipe.envs.base import get_family
+    from leafe_recipe.prompts import build_messages, build_reflection
+
+    sokoban = get_family("sokoban")
+    directions = ("up", "down", "left", "right")
+    examples = []
+    for task in sokoban.tasks("train", n // 8):
+        env = sokoban.make(max_steps=12)
+        observations, actions = [env.reset(task)], []
+        for _ in range(8):
+            d = rng.choice(directions)
+            prompt = build_messages(sokoban.system_prompt, observations, actions, window=2)
+            examples.append((prompt, f"Action: {d}"))
+            actions.append(examples[-1][1])
+            step = env.step(actions[-1])
+            observations.append(step.observation)
+            t = len(actions)
+            answer = f"Rollback step: {rng.randint(1, t)}\nExperience: move {rng.choice(directions)}."
+            examples.append((build_reflection(observations, actions, finished=rng.random() < 0.5), answer))
+            if step.done:
+                break
+    return examples
+
+
+def teach_formats(model, tokenizer, seed: int, steps: int = 200, context: int = 160, batch: int = 16) -> None:
+    """A few hundred AdamW steps on (last `context` prompt tokens, answer) pairs; the loss
+    covers the answer only. Attention is relative (RoPE) and limited to a sliding window
+    shorter than `context`, so what is learnt on the tail of a prompt holds at the end
+    of a full-length one."""
+    import torch
+
+    rng = random.Random(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a busy 2-core machine run this ten times slower
+    rows = []
+    for messages, answer in _format_examples(rng, 64):
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"][-context:]
+        a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((p + a, [-100] * len(p) + a))
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r, _ in rows])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        pick = torch.tensor([rng.randrange(len(rows)) for _ in range(batch)])
+        loss = model(input_ids=ids[pick], labels=labels[pick]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,244 @@
+"""LEAFE stage 2: distil D_cf and D_reh into the policy with OpenRLHF's own SFT trainer.
+
+`train(cfg)` runs the real `openrlhf.cli.train_sft` in a subprocess, tees its output to
+`<output_dir>/train.log`, and returns a Hugging Face checkpoint directory that
+`AutoModelForCausalLM.from_pretrained` and `lm_eval --model hf` read directly.
+
+On GPUs the command is OpenRLHF's usual `deepspeed --module openrlhf.cli.train_sft ...`.
+Without CUDA it is `python -m leafe_recipe.train ...` with the same flags: this module's
+`__main__` removes OpenRLHF 0.11.2's few CUDA assumptions in that one process
+(`_patch_for_cpu`) and runs `openrlhf.cli.train_sft` as `__main__`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import runpy
+import shlex
+import socket
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CPU_SHIM = Path(__file__).resolve().parent / "cpu_shim"  # holds the flash_attn stand-in
+LOG_NAME = "train.log"
+LORA_ADAPTER = "lora_adapter"  # a LoRA run's adapter, under output_dir, before the merge
+INPUT_KEY, OUTPUT_KEY = "prompt", "response"  # the SFT JSONL format (DESIGN.md section 3)
+TAIL_LINES = 40  # how much of the trainer's output a TrainingError carries
+
+
+@dataclass
+class SFTConfig:
+    """One SFT run. Defaults are the paper's (batch 128, lr 1e-6, 2 epochs); each field is one flag."""
+
+    model: str  # --model.model_name_or_path: the base model or a checkpoint (GRPO's for "LEAFE + RL")
+    datasets: list[str]  # --data.dataset (JSONL files)
+    output_dir: str  # the checkpoint, with train.log beside its files
+    dataset_probs: list[float] | None = None  # --data.dataset_probs; None concatenates the files
+    learning_rate: float = 1e-6  # --adam.lr
+    epochs: int = 2  # --train.max_epochs
+    train_batch_size: int = 128  # --train.batch_size (global)
+    micro_train_batch_size: int = 8  # --train.micro_batch_size (per device)
+    max_len: int = 4096  # --data.max_len; OpenRLHF drops samples whose prompt alone reaches it
+    zero_stage: int = 2  # --ds.zero_stage
+    lora_rank: int = 0  # --ds.lora.rank; 0 = full fine-tune
+    lora_alpha: int = 16  # --ds.lora.alpha
+    target_modules: list[str] | None = None  # --ds.lora.target_modules; None = OpenRLHF's "all-linear"
+    gradient_checkpointing: bool = False  # --model.gradient_checkpointing_enable
+    seed: int = 42  # --train.seed
+    bf16: bool = True  # --ds.param_dtype bf16, else fp16: OpenRLHF 0.11.2 has no fp32 mode
+    attn_implementation: str | None = None  # --ds.attn_implementation; None = flash_attention_2 on GPU, sdpa on CPU
+    max_samples: int | None = None  # --data.max_samples (per file, then in total); None = OpenRLHF's 1e6
+    extra_args: list[str] = field(default_factory=list)  # more train_sft flags, appended verbatim
+
+    def __post_init__(self) -> None:
+        if self.dataset_probs is not None and len(self.dataset_probs) != len(self.datasets):
+            raise ValueError(f"{len(self.datasets)} datasets but {len(self.dataset_probs)} probabilities")
+
+
+class TrainingError(RuntimeError):
+    """A failed trainer run: the exact command line and the trainer's own last words."""
+
+    def __init__(self, command: list[str], returncode: int, log: Path, tail: str):
+        self.command, self.returncode, self.log = command, returncode, log
+        super().__init__(
+            f"{shlex.join(command)}\nexited with status {returncode}; its last output "
+            f"(the whole of it is in {log}):\n{tail}"
+        )
+
+
+def leafe_mixture(d_cf: str | Path, d_reh: str | Path, beta: float) -> tuple[list[str], list[float] | None]:
+    """`datasets` and `dataset_probs` for the paper's loss L = L_cf + beta * L_reh.
+
+    OpenRLHF draws each example from file i with probability p_i (`datasets.interleave_datasets`),
+    so the expected loss is p_cf L_cf + p_reh L_reh. p_cf = 1/(1+beta), p_reh = beta/(1+beta)
+    gives (L_cf + beta L_reh) / (1 + beta): the paper's loss up to a constant that the learning
+    rate absorbs. An epoch lasts until every file has been drawn whole ("all_exhausted"), so the
+    file with fewer examples than its share repeats. A file with nothing to draw is left out:
+    beta = 0, or an empty file (no branch succeeded), which `datasets` cannot load.
+    """
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    candidates = [(str(d_cf), 1.0), (str(d_reh), beta)]
+    weighted = [(path, w) for path, w in candidates if w > 0 and Path(path).stat().st_size > 0]
+    if not weighted:
+        raise ValueError(f"nothing to train on: {d_cf} and {d_reh} are empty (or beta = 0 and {d_cf} is)")
+    if len(weighted) == 1:
+        return [weighted[0][0]], None
+    return [path for path, _ in weighted], [w / (1 + beta) for _, w in weighted]
+
+
+def trainer_output_dir(cfg: SFTConfig) -> Path:
+    """Where train_sft saves: the checkpoint itself, or a LoRA adapter that is merged into output_dir."""
+    return Path(cfg.output_dir) / LORA_ADAPTER if cfg.lora_rank > 0 else Path(cfg.output_dir)
+
+
+def sft_flags(cfg: SFTConfig, on_gpu: bool) -> list[str]:
+    """`openrlhf.cli.train_sft` flags (0.11.2's dotted names), one per config field."""
+    flags = [
+        "--model.model_name_or_path", cfg.model,
+        "--data.dataset", ",".join(str(d) for d in cfg.datasets),
+        "--data.input_key", INPUT_KEY,
+        "--data.output_key", OUTPUT_KEY,
+        "--data.apply_chat_template",  # the loss covers the response tokens only
+        "--data.max_len", str(cfg.max_len),
+        "--adam.lr", str(cfg.learning_rate),
+        "--train.max_epochs", str(cfg.epochs),
+        "--train.batch_size", str(cfg.train_batch_size),
+        "--train.micro_batch_size", str(cfg.micro_train_batch_size),
+        "--train.seed", str(cfg.seed),
+        "--ds.zero_stage", str(cfg.zero_stage),
+        "--ds.param_dtype", "bf16" if cfg.bf16 else "fp16",
+        "--ds.attn_implementation", cfg.attn_implementation or ("flash_attention_2" if on_gpu else "sdpa"),
+        "--ckpt.output_dir", str(trainer_output_dir(cfg)),
+    ]  # fmt: skip
+    if cfg.dataset_probs is not None:
+        flags += ["--data.dataset_probs", ",".join(str(p) for p in cfg.dataset_probs)]
+    if cfg.max_samples is not None:
+        flags += ["--data.max_samples", str(cfg.max_samples)]
+    if cfg.gradient_checkpointing:
+        flags.append("--model.gradient_checkpointing_enable")
+    if cfg.lora_rank > 0:
+        flags += ["--ds.lora.rank", str(cfg.lora_rank), "--ds.lora.alpha", str(cfg.lora_alpha)]
+        if cfg.target_modules:
+            flags += ["--ds.lora.target_modules", *cfg.target_modules]
+    return flags + list(cfg.extra_args)
+
+
+def sft_command(cfg: SFTConfig, num_gpus: int) -> list[str]:
+    """OpenRLHF's DeepSpeed launch on `num_gpus` GPUs; with none, this module's one-process CPU launcher."""
+    if num_gpus > 0:
+        deepspeed = str(Path(sys.executable).with_name("deepspeed"))  # this environment's launcher, not PATH's
+        launcher = [deepspeed, "--num_gpus", str(num_gpus), "--module", "openrlhf.cli.train_sft"]
+    else:
+        launcher = [sys.executable, "-m", "leafe_recipe.train"]
+    return launcher + sft_flags(cfg, on_gpu=num_gpus > 0)
+
+
+def merge_command(cfg: SFTConfig) -> list[str]:
+    """OpenRLHF's own LoRA merge: base model + adapter -> one checkpoint in output_dir."""
+    return [
+        sys.executable, "-m", "openrlhf.cli.lora_combiner",
+        "--model_path", cfg.model,
+        "--lora_path", str(trainer_output_dir(cfg)),
+        "--output_path", str(cfg.output_dir),
+        "--ds.param_dtype", "bf16" if cfg.bf16 else "fp16",
+    ]  # fmt: skip
+
+
+def train(cfg: SFTConfig, num_gpus: int | None = None) -> Path:
+    """Run the SFT (and, for LoRA, the merge); return the checkpoint directory, `cfg.output_dir`.
+
+    `num_gpus` defaults to every visible CUDA device (none: the CPU launcher).
+    """
+    if num_gpus is None:
+        import torch
+
+        num_gpus = torch.cuda.device_count()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / LOG_NAME
+    log.write_text("")
+    _run(sft_command(cfg, num_gpus), log)
+    if cfg.lora_rank > 0:
+        _run(merge_command(cfg), log)
+    return out
+
+
+def _run(command: list[str], log: Path) -> None:
+    """Run `command`, teeing its output to `log` and the console; a failure raises TrainingError."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with open(log, "a", encoding="utf-8", buffering=1) as f:
+        f.write(f"$ {shlex.join(command)}\n")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # keep stdout and stderr in order
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
+        ) as proc:
+            for line in proc.stdout:
+                f.write(line)
+                sys.stdout.write(line)
+                tail.append(line)
+    if proc.returncode != 0:
+        raise TrainingError(command, proc.returncode, log, "".join(tail))
+
+
+def _patch_for_cpu() -> None:
+    """Let OpenRLHF 0.11.2's DeepSpeed SFT run as one CPU process; affects this process only.
+
+    Each step was needed on torch 2.13.0 (CPU build) with deepspeed 0.19.6; the failure it
+    prevents is named beside it. Open upstream PRs would retire steps 2 and 3: OpenRLHF#1302
+    (optional flash_attn imports) and OpenRLHF#1301 (torch.accelerator instead of torch.cuda).
+    """
+    # 1. One-process rendezvous. Unless RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and LOCAL_RANK
+    #    are all set, deepspeed.init_distributed tries MPI discovery ("No module named 'mpi4py'").
+    #    LOCAL_RANK=-1 keeps setup_distributed from calling torch.cuda.set_device. DeepSpeed then
+    #    picks its CPU accelerator and the gloo backend; hiding GPUs makes it do so on a GPU
+    #    machine too (num_gpus=0 there).
+    os.environ.update(
+        LOCAL_RANK="-1", RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+        CUDA_VISIBLE_DEVICES="",
+    )  # fmt: skip
+    import torch
+
+    # 2. `import openrlhf.models` fails: ModuleNotFoundError: No module named 'flash_attn'
+    #    (models/ring_attn_utils.py imports it at module level; flash-attn needs CUDA to install).
+    sys.path.insert(0, str(CPU_SHIM))
+    # 3. "AssertionError: Torch not compiled with CUDA enabled" from DeepspeedStrategy.all_reduce,
+    #    which moves the logged loss to torch.cuda.current_device() at every step, and from
+    #    save_model's torch_dist_barrier_and_cuda_sync() -> torch.cuda.synchronize().
+    torch.cuda.current_device = lambda: torch.device("cpu")
+    torch.cuda.synchronize = lambda device=None: None
+    # 4. No JIT-compiled C++ ops, which would take minutes on a fresh machine (and need a compiler):
+    #    DeepSpeed's CPU accelerator builds a shared-memory all-reduce op when it sets up comms
+    #    (121 s of ninja on 2 cores; useless for one process), and OpenRLHF's AdamW config makes
+    #    DeepSpeed build its CPU FusedAdam (321 s). DeepSpeed's own `torch_adam` optimizer option
+    #    selects torch.optim.AdamW instead: the same update.
+    import openrlhf.utils.deepspeed.deepspeed as strategy_module
+
+    # (not `deepspeed.comm.torch.x = ...`: that attribute of deepspeed.comm is the torch package)
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+    get_train_ds_config = strategy_module.get_train_ds_config
+
+    def with_torch_adam(*args: object, **kwargs: object) -> dict:
+        config = get_train_ds_config(*args, **kwargs)
+        if config.get("optimizer", {}).get("type") == "AdamW":
+            config["optimizer"]["params"]["torch_adam"] = True
+        return config
+
+    strategy_module.get_train_ds_config = with_torch_adam
+
+
+def _free_port() -> int:
+    """A free local TCP port, so that concurrent CPU runs do not collide in the gloo rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    # The CPU launcher that sft_command builds when there is no GPU: argv holds train_sft's flags.
+    _patch_for_cpu()
+    runpy.run_module("openrlhf.cli.train_sft", run_name="__main__", alter_sys=True)
