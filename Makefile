@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/leafe
+	$(BIN)/leafe method=leafe experiment=smoke
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -5,10 +5,11 @@ It is the embedded default (`model=tiny`), so that the whole pipeline (generatio
 exploration, SFT, evaluation) runs end to end on a laptop. A randomly initialised
 network only writes noise, which no environment accepts and no reflection parser
 reads, so the builder teaches it the two answer formats the pipeline parses, for a
-few seconds on the last tokens of real prompts: a ReAct action with a random
-direction (a random-walk Sokoban agent) and a reflection with a random rollback
-step. It knows nothing else: its rollouts sometimes solve easy rooms by chance, which
-is what LEAFE's exploration needs to find successful branches.
+few seconds on the last tokens of real prompts: an action with a random direction
+(a random-walk Sokoban agent), leaning towards the direction an experience names
+when the prompt holds one, and a reflection with a random rollback step and fix. It knows nothing
+else: its rollouts sometimes solve easy rooms by chance, which is what LEAFE's
+exploration needs to find successful branches.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
         additional_special_tokens=SPECIAL_TOKENS[1:2],
         chat_template=CHAT_TEMPLATE,
         padding_side="left",
-        model_max_length=4096,
+        model_max_length=32768,
     )
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -72,7 +73,7 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=32768,
         # Every layer attends to the last 128 tokens only, so a model taught on prompt
         # tails sees the same attention span on full-length prompts.
         use_sliding_window=True,
@@ -101,7 +102,8 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
 
 
 def _format_examples(rng: random.Random, n: int) -> list[tuple[str, str]]:
-    """(chat prompt, answer) pairs from random-walk Sokoban episodes, half of them reflections."""
+    """(chat prompt, answer) pairs from random-walk Sokoban episodes: actions (half of them
+    with an experience "move D." in the prompt, answered by moving D) and reflections."""
     from leafe_recipe.envs.base import get_family
     from leafe_recipe.prompts import build_messages, build_reflection
 
@@ -113,7 +115,9 @@ def _format_examples(rng: random.Random, n: int) -> list[tuple[str, str]]:
         observations, actions = [env.reset(task)], []
         for _ in range(8):
             d = rng.choice(directions)
-            prompt = build_messages(sokoban.system_prompt, observations, actions, window=2)
+            # half the prompts hold an experience; the answer follows it half of the time
+            experience = f"move {rng.choice([d, rng.choice(directions)])}." if rng.random() < 0.5 else None
+            prompt = build_messages(sokoban.system_prompt, observations, actions, window=2, experience=experience)
             examples.append((prompt, f"Action: {d}"))
             actions.append(examples[-1][1])
             step = env.step(actions[-1])
@@ -126,7 +130,7 @@ def _format_examples(rng: random.Random, n: int) -> list[tuple[str, str]]:
     return examples
 
 
-def teach_formats(model, tokenizer, seed: int, steps: int = 200, context: int = 160, batch: int = 16) -> None:
+def teach_formats(model, tokenizer, seed: int, steps: int = 300, context: int = 160, batch: int = 16) -> None:
     """A few hundred AdamW steps on (last `context` prompt tokens, answer) pairs; the loss
     covers the answer only. Attention is relative (RoPE) and limited to a sliding window
     shorter than `context`, so what is learnt on the tail of a prompt holds at the end
