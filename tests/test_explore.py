@@ -1,3 +1,5 @@
+import pytest
+
 from leafe_recipe.envs.base import get_family
 from leafe_recipe.explore import ExploreConfig, explore
 from leafe_recipe.policy import Sampling
@@ -115,3 +117,41 @@ def test_a_rerun_after_an_interruption_writes_every_task_exactly_once(tmp_path):
     assert [t["task"]["id"] for t in read_jsonl(tmp_path / "trees.jsonl")] == [TASKS[0].id]
     trees = run(tmp_path, Scripted(), max_concurrent_trees=1)
     assert [t["task"]["id"] for t in trees] == [t.id for t in TASKS]
+
+
+KILLABLE = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from scripted import Scripted
+from test_explore import TASKS, run
+from pathlib import Path
+
+class Slow(Scripted):
+    def generate(self, conversations, sampling):
+        time.sleep(0.05)
+        return super().generate(conversations, sampling)
+
+run(Path({out!r}), Slow(), max_concurrent_trees=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_rerun_after_kill_9_loses_and_duplicates_nothing(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    trees = tmp_path / "trees.jsonl"
+    script = KILLABLE.format(tests=str(Path(__file__).parent), out=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.time() + 120
+    while (not trees.exists() or not trees.read_text().count("\n")) and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [t["task"]["id"] for t in read_jsonl(trees)]
+    assert 1 <= len(done) < 3, "killed while the second tree was growing"
+    assert [t["task"]["id"] for t in run(tmp_path, Scripted(), max_concurrent_trees=1)] == [t.id for t in TASKS]

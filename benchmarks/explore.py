@@ -1,0 +1,55 @@
+"""LEAFE stage 1 lock-step across tasks vs task by task, same tasks, budget and seeds.
+
+    .venv/bin/python benchmarks/explore.py [--tasks 8 --budget 24]
+
+Lock-step grows every tree at once (one generate call per round carries every pending
+action and reflection of every tree); the baseline grows one tree at a time
+(`max_concurrent_trees=1`). The tiny model, Sokoban, CPU. Prints tasks/s and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from leafe_recipe.envs.base import get_family
+from leafe_recipe.explore import ExploreConfig, explore
+from leafe_recipe.policy import Sampling
+from leafe_recipe.policy.hf import HFPolicy
+from leafe_recipe.records import read_jsonl
+from leafe_recipe.tiny import build_tiny_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=8)
+    ap.add_argument("--budget", type=int, default=24)
+    ap.add_argument("--max-steps", type=int, default=6)
+    ap.add_argument("--model", default=None, help="model directory (default: the tiny model)")
+    args = ap.parse_args()
+
+    family = get_family("sokoban")
+    tasks = family.tasks("train", args.tasks, dim=[5, 5], min_solution_len=2)
+    policy = HFPolicy(args.model or str(build_tiny_model()))
+    action, reflection = Sampling(max_new_tokens=24), Sampling(max_new_tokens=48, temperature=0.7)
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, concurrent in [("lock-step", args.tasks), ("task by task", 1)]:
+            cfg = ExploreConfig(reflect_every=3, max_depth=2, max_branches=4, budget=args.budget, max_concurrent_trees=concurrent)
+            out = Path(tmp) / f"{concurrent}.jsonl"
+            t0 = time.perf_counter()
+            explore(tasks, family, {"max_steps": args.max_steps}, policy, action, reflection, cfg, out)
+            seconds = time.perf_counter() - t0
+            ledgers = [r["ledger"] for r in read_jsonl(out)]
+            rates[label] = len(ledgers) / seconds
+            steps = sum(ld["env_steps"] + ld["replay_steps"] for ld in ledgers)
+            calls = sum(ld["model_calls"] for ld in ledgers)
+            print(f"{label:13s} {rates[label]:6.3f} tasks/s  ({seconds:6.1f} s; {steps} env+replay steps, {calls} model calls)")
+    print(f"ratio lock-step / task by task: {rates['lock-step'] / rates['task by task']:.1f}x")
+    print(f"({args.tasks} Sokoban tasks, budget {args.budget} steps each, tiny model, hf backend, CPU)")
+
+
+if __name__ == "__main__":
+    main()
