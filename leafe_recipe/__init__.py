@@ -18,3 +18,5 @@ def _data_dir(name: str) -> Path:
 
 
 CONF_DIR = _data_dir("hydra_conf")
+TASKS_DIR = _data_dir("tasks")
+"""The lm-eval task folders (one per benchmark); `leafe-eval` puts them on lm-eval's include path."""

@@ -10,4 +10,4 @@ def test_every_package_is_listed_for_the_wheel():
         for top in ("leafe_recipe", "baselines")
         for init in (REPO / top).rglob("__init__.py")
     }
-    assert listed == found | {"leafe_recipe.hydra_conf"}
+    assert listed == found | {"leafe_recipe.hydra_conf", "leafe_recipe.tasks"}
