@@ -374,18 +374,6 @@ def sampling_from_gen_kwargs(gen_kwargs: dict[str, Any], seed: int) -> Sampling:
     )
 
 
-def _neutral_generation_config(model: Any) -> None:
-    """Sampling knobs that the checkpoint's generation_config.json may set (Qwen2.5: repetition
-    penalty 1.05) and that Sampling does not carry: transformers would apply them, vLLM (with
-    explicit SamplingParams) does not. Neutralise them so both backends sample one distribution."""
-    config = getattr(model, "generation_config", None)
-    if config is None:
-        return
-    for name, value in (("repetition_penalty", 1.0), ("min_p", None), ("typical_p", 1.0), ("no_repeat_ngram_size", 0)):
-        if hasattr(config, name):
-            setattr(config, name, value)
-
-
 # lm-eval 0.4.13 registers its built-in models (hf, vllm, ...) only when get_model finds the
 # registry empty; registering leafe-agent into an empty registry would hide them, hence the
 # `import lm_eval.models` above.
@@ -449,8 +437,6 @@ class LeafeAgent(LM):
             extra=engine_kwargs,
         )
         self._setup(make_policy(str(pretrained), config), str(pretrained), backend, seed, max_concurrent, env_workers)
-        if backend == "hf":
-            _neutral_generation_config(self.policy.model)
 
     @classmethod
     def from_policy(

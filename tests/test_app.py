@@ -28,13 +28,17 @@ def test_base_on_sokoban_with_the_tiny_model_prints_pass_at_k_and_writes_artefac
     assert (results["method"], results["env"], results["model"]) == ("base", "sokoban", "tiny")
     assert summary["n_tasks"] == 3 and summary["n_samples"] == 4
     assert list(summary["pass_at_k"]) == ["1", "2", "4"]
-    assert summary["mean_turns"] == 3.0  # the random model never solves a room
-    records = list(read_jsonl(run / "trajectories_base.jsonl"))
-    assert [r["task"]["id"] for r in records] == ["test-1000000", "test-1000001", "test-1000002"]
-    # a rerun in the same folder resumes: nothing is played or written twice
+    assert summary == json.loads((run / "eval_base.json").read_text())
+    # the evaluation is lm-eval's: its per-sample log holds every episode
+    [samples] = (run / "eval" / "base").glob("*/samples_leafe_sokoban_*.jsonl")
+    records = list(read_jsonl(samples))
+    assert sorted(r["doc"]["id"] for r in records) == ["test-1000000", "test-1000001", "test-1000002"]
+    assert all(len(r["correct"]) == 4 for r in records)
+    # a rerun in the same folder resumes: the finished evaluation is not redone
     again = leafe(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert len(list(read_jsonl(run / "trajectories_base.jsonl"))) == 3
+    assert "leafe-agent episodes" not in again.stderr
+    assert json.loads((run / "results.json").read_text())["runs"]["base"] == summary
 
 
 def test_a_wrong_key_is_a_hydra_error_naming_it(tmp_path):

@@ -33,7 +33,8 @@ def test_leafe_runs_every_stage_and_a_rerun_resumes_without_redoing_any(tmp_path
     assert set(results["runs"]) == {"base", "leafe"}
     assert results["exploration"]["tasks"] == 4 and results["distillation"] == stats
     for label in ("base", "leafe"):
-        assert len(list(read_jsonl(run / f"trajectories_{label}.jsonl"))) == 2
+        assert json.loads((run / f"eval_{label}.json").read_text()) == results["runs"][label]
+        assert results["runs"][label]["n_tasks"] == 2 and results["runs"][label]["n_samples"] == 2
 
     before = {p: p.stat().st_mtime_ns for p in [run / "trees.jsonl", run / "checkpoint" / "model.safetensors"]}
     again = leafe(*SMALL, f"hydra.run.dir={run}", cwd=tmp_path)

@@ -51,3 +51,14 @@ def test_vllm_backend_without_vllm_or_gpu_says_what_to_do(tiny_model):
 def test_unknown_backend_is_an_error():
     with pytest.raises(ValueError, match="unknown backend 'jax'"):
         make_policy("tiny", BackendConfig(name="jax"))
+
+
+def test_a_checkpoints_own_sampling_knobs_are_neutralised(tiny_model, tmp_path):
+    """transformers would apply a generation_config's repetition penalty; vLLM would not."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model.generation_config.repetition_penalty = 1.05
+    model.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path)
+    assert HFPolicy(str(tmp_path)).model.generation_config.repetition_penalty == 1.0

@@ -29,6 +29,11 @@ class HFPolicy:
             path, dtype=torch_dtype, attn_implementation=attn_implementation
         ).to(self.device)
         self.model.eval()
+        # Sampling knobs a checkpoint's generation_config.json may set (Qwen2.5: repetition
+        # penalty 1.05) that Sampling does not carry: transformers would apply them, vLLM with
+        # explicit SamplingParams does not. Neutral values keep both backends on one distribution.
+        for name, value in (("repetition_penalty", 1.0), ("min_p", None), ("typical_p", 1.0), ("no_repeat_ngram_size", 0)):
+            setattr(self.model.generation_config, name, value)
         self.max_batch_size = max_batch_size
         self.calls = 0
 
