@@ -1356,6 +1356,9 @@ def judge_stdio(
 _TRACE_LINE = re.compile(r'File "(?:\./)?' + re.escape(PROGRAM_NAME) + r'", line (\d+)')
 
 
+_COMPLETED_STATUS = 97  # the exit status of an assert program that ran every test
+
+
 def judge_asserts(
     code: str,
     tests: str | Sequence[str],
@@ -1364,12 +1367,14 @@ def judge_asserts(
     setup: str = "",
     entry_point: str | None = None,
 ) -> Judgement:
-    """Judge function code against ``assert`` tests: passes if it exits 0.
+    """Judge function code against ``assert`` tests: passes if it runs to the end.
 
     The program is ``code + "\\n" + setup + "\\n" + tests`` (the tests joined
     by newlines if a list), then ``check(entry_point)`` if ``entry_point`` is
-    given (HumanEval's convention). A failing ``assert`` gives ``wrong_answer``
-    with the assert's line; any other exception ``runtime_error``.
+    given (HumanEval's convention), then ``raise SystemExit(97)``: only that
+    status passes, so a program that calls ``sys.exit(0)`` before the tests
+    (an easy reward hack) is a ``runtime_error``. A failing ``assert`` gives
+    ``wrong_answer`` with the assert's line; any other exception ``runtime_error``.
     ``failed_test`` is the index of the failing test in the list (or the
     0-based line in the tests text), found from the traceback's last frame in
     the program file.
@@ -1381,8 +1386,12 @@ def judge_asserts(
     program = head + body + "\n"
     if entry_point:
         program += f"check({entry_point})\n"
+    program += f"raise SystemExit({_COMPLETED_STATUS})\n"
     ex = run_program(program, "", limits)
-    failure = _failure_verdict(ex, limits)
+    completed = ex.returncode == _COMPLETED_STATUS
+    failure = _failure_verdict(dataclasses.replace(ex, returncode=0) if completed else ex, limits)
+    if failure is None and not completed:
+        failure = Verdict.RUNTIME_ERROR, "The program exited before all the tests ran (exit status 0)."
     n = len(test_list)
     if failure is None:
         j = Judgement(Verdict.PASSED, f"All {n} tests passed.", tests_run=n, tests_passed=n)

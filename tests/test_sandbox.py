@@ -549,3 +549,8 @@ def test_humaneval_corrupted_solutions_fail():
     results = judge_many(jobs)
     assert all(not r.passed for r in results), [(str(r.verdict), r.details[:100]) for r in results]
     assert all(r.verdict in (Verdict.WRONG_ANSWER, Verdict.RUNTIME_ERROR) for r in results)
+
+
+def test_exiting_with_status_0_before_the_tests_does_not_pass():
+    r = judge_asserts("import sys\nsys.exit(0)\ndef f():\n    return 1\n", ["assert f() == 2"], FAST)
+    assert r.verdict is Verdict.RUNTIME_ERROR and "before all the tests ran" in r.details

@@ -186,11 +186,6 @@ def expert_action(task: Task) -> str | None:
 # Judging
 # --------------------------------------------------------------------------- #
 
-# Exit status of an assert program that ran every test: a program that exits early
-# with status 0 (sys.exit(0) before the tests) must not count as passing.
-_COMPLETED_STATUS = 97
-_COMPLETED_LINE = f"raise SystemExit({_COMPLETED_STATUS})"
-
 _VERDICT_TEXT = {
     Verdict.PASSED: "passed",
     Verdict.WRONG_ANSWER: "wrong answer",
@@ -241,29 +236,6 @@ def _judge_stdio(code: str, tests: Sequence[Sequence[str]], limits: Limits, work
         offset += len(chunk)
         passed += j.tests_passed
     return Judgement(Verdict.PASSED, f"All {len(pairs)} tests passed.", tests_run=len(pairs), tests_passed=len(pairs))
-
-
-def _judge_asserts(
-    program: str, tests: Sequence[str], setup: str, limits: Limits, entry_point: str | None = None
-) -> Judgement:
-    """judge_asserts that passes only when the program ran to the end of the tests (then
-    `check(entry_point)` when given, HumanEval's convention)."""
-    n = len(tests)
-    check = [f"check({entry_point})"] if entry_point else []
-    j = judge_asserts(program, [*tests, *check, _COMPLETED_LINE], limits, setup=setup)
-    if j.returncode == _COMPLETED_STATUS and j.verdict not in (Verdict.TIMEOUT, Verdict.OUTPUT_LIMIT):
-        return Judgement(Verdict.PASSED, f"All {n} tests passed.", tests_run=n, tests_passed=n)
-    if j.verdict is Verdict.PASSED:  # exited with status 0 before the last test
-        return Judgement(
-            Verdict.RUNTIME_ERROR,
-            "The program exited before all the tests ran (exit status 0).",
-            tests_run=n,
-            returncode=0,
-        )
-    if j.failed_test is not None and j.failed_test >= n:
-        j.failed_test = None
-    j.tests_run = n
-    return j
 
 
 # --------------------------------------------------------------------------- #
@@ -407,8 +379,8 @@ class CodeEnv:
             return Judgement(Verdict.PASSED, "No tests.", tests_run=0, tests_passed=0)
         if data["kind"] == "stdio":
             return _judge_stdio(code, tests, self._limits(), workers)
-        return _judge_asserts(
-            self._program(code), tests, data.get("setup") or "", self._limits(), data.get("entry_point")
+        return judge_asserts(
+            self._program(code), tests, self._limits(), setup=data.get("setup") or "", entry_point=data.get("entry_point")
         )
 
     def _program(self, code: str) -> str:
