@@ -35,7 +35,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -269,19 +268,18 @@ def play_completions(resps: Iterable[Sequence[str]], docs: Iterable[dict]) -> li
                     )
                 jobs.append((i, j))
 
-    def judge(job: tuple[int, int]) -> str:
-        i, j = job
-        doc, settings = docs[i], _settings(docs[i])
-        env = get_family(doc["env"]).make(**settings["kwargs"])
-        env.reset(_task(doc["task"]))
-        step = env.step(resps[i][j])
-        return _episode_json(step.success, 1, bool(step.info.get("invalid")), step.observation)
-
     if jobs:
-        workers = max(1, min(len(jobs), os.cpu_count() or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="leafe-judge") as pool:
-            for (i, j), record in zip(jobs, pool.map(judge, jobs)):
-                resps[i][j] = record
+        from leafe_recipe.rollout import step_envs
+
+        envs = []
+        for i, _ in jobs:
+            settings = _settings(docs[i])
+            env = get_family(docs[i]["env"]).make(**settings["kwargs"])
+            env.reset(_task(docs[i]["task"]))
+            envs.append(env)
+        steps = step_envs(envs, [resps[i][j] for i, j in jobs], workers=os.cpu_count() or 1)
+        for (i, j), step in zip(jobs, steps):
+            resps[i][j] = _episode_json(step.success, 1, bool(step.info.get("invalid")), step.observation)
     return resps
 
 
@@ -326,7 +324,7 @@ def success_rate(items: Sequence[Sequence[int]]) -> float:
 
 
 def pooled_rate(items: Sequence[Sequence[int]]) -> float:
-    """Aggregation of [count, steps] pairs: sum of counts over sum of steps (pooled, as report.summarize)."""
+    """Aggregation of [count, steps] pairs: sum of counts over sum of steps (pooled over episodes)."""
     steps = sum(x[1] for x in items)
     return sum(x[0] for x in items) / steps if steps else 0.0
 
@@ -412,6 +410,7 @@ class LeafeAgent(LM):
     ) -> None:
         super().__init__()
         from leafe_recipe.policy import BackendConfig, make_policy
+        from leafe_recipe.tiny import resolve_model
 
         if backend not in ("hf", "vllm"):
             raise LeafeEvalError(f"leafe-agent: backend must be hf or vllm, got {backend!r}")
@@ -436,7 +435,7 @@ class LeafeAgent(LM):
             max_model_len=int(max_model_len) if max_model_len else None,
             extra=engine_kwargs,
         )
-        self._setup(make_policy(str(pretrained), config), str(pretrained), backend, seed, max_concurrent, env_workers)
+        self._setup(make_policy(resolve_model(str(pretrained)), config), str(pretrained), backend, seed, max_concurrent, env_workers)
 
     @classmethod
     def from_policy(
@@ -556,7 +555,8 @@ def _messages(context: str) -> list[dict[str, str]]:
 
 
 def summarize_results(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per task: the keys of `leafe_recipe.report.summarize` that lm-eval's results carry."""
+    """Per task: Pass@k (keyed by str(k)), success rate, mean turns and invalid-action rate,
+    read from lm-eval's aggregated results (the shape `leafe_recipe.report` tables take)."""
     out = {}
     for task, metrics in results.get("results", {}).items():
         passk = {
@@ -606,13 +606,13 @@ def evaluate_checkpoint(
     (default; every task), or lm-eval's `hf` / `vllm` for single-turn tasks (then with the
     chat template applied). model_args: more model arguments. metadata: task overrides, as
     --metadata (e.g. {"sokoban": {"kwargs": {"max_steps": 20}}, "mbpp_path": FILE}).
-    include_defaults: index lm-eval's own tasks too (about 14 s; off: tasks/ only).
+    include_defaults: index lm-eval's own tasks too (slow: thousands of YAMLs; off: tasks/ only).
     policy: an already loaded `leafe_recipe.policy` backend to evaluate instead of loading
     model_path (with model="leafe-agent"; model_path then only names the run).
 
     Returns {"tasks": {task: summary}, "results": lm-eval's results (samples removed),
-    "output_path": the folder written or None}; a summary has the keys of
-    `leafe_recipe.report.summarize` (pass_at_k keyed by str(k), success_rate, mean_turns,
+    "output_path": the folder written or None}; a summary has the keys
+    pass_at_k (keyed by str(k)), success_rate, mean_turns,
     invalid_action_rate, n_tasks, n_samples).
     """
     import lm_eval

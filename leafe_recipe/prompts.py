@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from leafe_recipe.policy import Message
+Message = dict[str, str]  # an OpenAI-style chat message: {"role": ..., "content": ...}
 
 EXPERIENCE_HEADER = "Experience from an earlier attempt at this task"
 

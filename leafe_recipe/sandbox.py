@@ -72,6 +72,7 @@ import os
 import pwd
 import re
 import resource as _R
+import secrets
 import select
 import selectors
 import shutil
@@ -85,6 +86,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = [
     "AssertJob",
@@ -240,6 +242,7 @@ class Execution:
     timed_out: bool = False
     output_truncated: bool = False
     isolation: Isolation | None = None
+    report: bytes = b""  # what the program wrote on its report pipe (only with run_program's `secret`)
 
     @property
     def signal(self) -> int | None:
@@ -1030,9 +1033,12 @@ def _normalise_source(code: str) -> str:
     return code.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def run_program(code: str, stdin: str = "", limits: Limits | None = None) -> Execution:
+def run_program(code: str, stdin: str = "", limits: Limits | None = None, *, secret: bytes | None = None) -> Execution:
     """Run ``code`` as a fresh sandboxed Python program, feeding it ``stdin``.
 
+    With ``secret``, the program also gets two pipes, named by the environment variable
+    ``LEAFE_JUDGE_FDS="<read fd>,<write fd>"``: the first holds ``secret`` (then EOF), what
+    it writes on the second comes back as ``Execution.report`` (see :func:`judge_asserts`).
     Returns the raw :class:`Execution`; never raises for anything the program
     does (only :class:`SandboxError` when the sandbox itself cannot work).
     """
@@ -1042,14 +1048,14 @@ def run_program(code: str, stdin: str = "", limits: Limits | None = None) -> Exe
     uid = _uid_pool.acquire() if _plan.uid is not None else None
     try:
         plan = dataclasses.replace(_plan, uid=uid)
-        return _run(plan, iso.python, code, stdin, limits, iso)
+        return _run(plan, iso.python, code, stdin, limits, iso, secret)
     finally:
         if uid is not None:
             _uid_pool.release(uid)
 
 
 def _run(
-    plan: _Plan, python: str, code: str, stdin: str, limits: Limits, iso: Isolation | None
+    plan: _Plan, python: str, code: str, stdin: str, limits: Limits, iso: Isolation | None, secret: bytes | None = None
 ) -> Execution:
     workdir = tempfile.mkdtemp(prefix="leafe-sbx-")
     try:
@@ -1063,16 +1069,25 @@ def _run(
         with tempfile.TemporaryFile() as stdin_file:
             stdin_file.write(stdin.encode("utf-8", errors="surrogateescape"))
             stdin_file.seek(0)
-            return _launch_and_wait(plan, python, workdir, stdin_file, limits, iso)
+            return _launch_and_wait(plan, python, workdir, stdin_file, limits, iso, secret)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _launch_and_wait(
-    plan: _Plan, python: str, workdir: str, stdin_file, limits: Limits, iso: Isolation | None
+    plan: _Plan, python: str, workdir: str, stdin_file, limits: Limits, iso: Isolation | None, secret: bytes | None
 ) -> Execution:
     ctl_r, ctl_w = os.pipe()  # parent -> supervisor: "kill now" (or EOF: we died)
     st_r, st_w = os.pipe()  # supervisor -> parent: program pid, then its status
+    env = _clean_env(workdir)
+    child_ends, rep_r = [ctl_r, st_w], None
+    if secret is not None:
+        sec_r, sec_w = os.pipe()  # judge -> program: the secret, then EOF
+        rep_r, rep_w = os.pipe()  # program -> judge: its report
+        os.write(sec_w, secret)  # far below the pipe's capacity: never blocks
+        os.close(sec_w)
+        child_ends += [sec_r, rep_w]
+        env["LEAFE_JUDGE_FDS"] = f"{sec_r},{rep_w}"
     argv = [python, "-s", "-B", PROGRAM_NAME]
     start = time.monotonic()
     deadline = start + limits.wall_s
@@ -1083,19 +1098,21 @@ def _launch_and_wait(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=workdir,
-            env=_clean_env(workdir),
+            env=env,
             close_fds=True,
-            pass_fds=(ctl_r, st_w),
+            pass_fds=tuple(child_ends),
             start_new_session=True,
             preexec_fn=_make_preexec(plan, limits, workdir, ctl_r, st_w),
         )
     except BaseException:
         os.close(ctl_w)
         os.close(st_r)
+        if rep_r is not None:
+            os.close(rep_r)
         raise
     finally:
-        os.close(ctl_r)
-        os.close(st_w)
+        for fd in child_ends:
+            os.close(fd)
     try:
         out, err, timed_out, truncated = _communicate(proc, limits, deadline)
         wall = time.monotonic() - start
@@ -1105,9 +1122,12 @@ def _launch_and_wait(
             # The supervisor did not complete (it was killed): clean up from here.
             log.warning("sandbox supervisor %d did not report; killing leftovers", proc.pid)
             _kill_leftovers(plan, program_pid)
+        report = _read_available(rep_r) if rep_r is not None else b""
     finally:
         os.close(ctl_w)
         os.close(st_r)
+        if rep_r is not None:
+            os.close(rep_r)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
@@ -1124,7 +1144,23 @@ def _launch_and_wait(
         timed_out=timed_out,
         output_truncated=truncated,
         isolation=iso,
+        report=report,
     )
+
+
+def _read_available(fd: int, limit: int = 1 << 16) -> bytes:
+    """What is in a pipe now (everything that wrote to it is gone), up to `limit` bytes."""
+    os.set_blocking(fd, False)
+    data = b""
+    while len(data) < limit:
+        try:
+            chunk = os.read(fd, limit - len(data))
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _exited(proc: subprocess.Popen) -> bool:
@@ -1353,10 +1389,8 @@ def judge_stdio(
     return result
 
 
-_TRACE_LINE = re.compile(r'File "(?:\./)?' + re.escape(PROGRAM_NAME) + r'", line (\d+)')
-
-
-_COMPLETED_STATUS = 97  # the exit status of an assert program that ran every test
+_HARNESS = Path(__file__).with_name("judge_harness.py")
+_TRACE_LINE = re.compile(r'File "(?:\./)?solution\.py", line (\d+)')
 
 
 def judge_asserts(
@@ -1367,31 +1401,33 @@ def judge_asserts(
     setup: str = "",
     entry_point: str | None = None,
 ) -> Judgement:
-    """Judge function code against ``assert`` tests: passes if it runs to the end.
+    """Judge function code against ``assert`` tests: passes if every test runs to the end.
 
-    The program is ``code + "\\n" + setup + "\\n" + tests`` (the tests joined
-    by newlines if a list), then ``check(entry_point)`` if ``entry_point`` is
-    given (HumanEval's convention), then ``raise SystemExit(97)``: only that
-    status passes, so a program that calls ``sys.exit(0)`` before the tests
-    (an easy reward hack) is a ``runtime_error``. A failing ``assert`` gives
-    ``wrong_answer`` with the assert's line; any other exception ``runtime_error``.
-    ``failed_test`` is the index of the failing test in the list (or the
-    0-based line in the tests text), found from the traceback's last frame in
-    the program file.
+    The program is ``code``, then ``setup``, then ``tests`` (joined by newlines if a
+    list), then ``check(entry_point)`` if ``entry_point`` is given (HumanEval's
+    convention), run by the harness in ``judge_harness.py``. It passes only if the
+    harness hands back a secret that this call generated and that no code of the
+    submission can read: exiting early by any means (``sys.exit``, ``os._exit(97)``, an
+    ``atexit`` hook), or handing the tests a value of its own making (an object whose
+    ``__eq__`` is always true), or patching what the tests use (``builtins``, the standard
+    library) is never judged ``passed`` (the harness's docstring has the whole list). A
+    failing ``assert`` gives ``wrong_answer`` with the assert's line; any other exception
+    ``runtime_error``. ``failed_test`` is the index of the failing test in the list (or
+    the 0-based line in the tests text), found from the traceback's last frame in the
+    tests.
     """
     limits = limits or Limits()
     test_list = [tests] if isinstance(tests, str) else list(tests)
     head = _normalise_source(code) + "\n" + _normalise_source(setup) + "\n"
     body = "\n".join(_normalise_source(t) for t in test_list)
-    program = head + body + "\n"
-    if entry_point:
-        program += f"check({entry_point})\n"
-    program += f"raise SystemExit({_COMPLETED_STATUS})\n"
-    ex = run_program(program, "", limits)
-    completed = ex.returncode == _COMPLETED_STATUS
-    failure = _failure_verdict(dataclasses.replace(ex, returncode=0) if completed else ex, limits)
+    payload = {"code": _normalise_source(code), "setup": _normalise_source(setup), "tests": body, "entry_point": entry_point}
+    program = _HARNESS.read_text() + f"\n\n_judge({payload!r})\n"
+    secret = secrets.token_hex(32).encode()
+    ex = run_program(program, "", limits, secret=secret)
+    completed = ex.report == secret and not ex.timed_out and not ex.output_truncated
+    failure = None if completed else _failure_verdict(ex, limits)
     if failure is None and not completed:
-        failure = Verdict.RUNTIME_ERROR, "The program exited before all the tests ran (exit status 0)."
+        failure = Verdict.RUNTIME_ERROR, "The program exited before all the tests ran."
     n = len(test_list)
     if failure is None:
         j = Judgement(Verdict.PASSED, f"All {n} tests passed.", tests_run=n, tests_passed=n)

@@ -41,10 +41,21 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+# Everything the tiny model is built from: this builder, the prompts and the environment
+# whose episodes teach it the formats. Editing any of them rebuilds it.
+_SOURCES = ("tiny.py", "prompts.py", "envs/base.py", "envs/sokoban.py")
+
+
+def source_hash(package_dir: Path = Path(__file__).resolve().parent) -> str:
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        digest.update(name.encode() + b"\0" + (package_dir / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
     """Build (once) and return the tiny model directory; safe under concurrent callers."""
-    # The cache key is this file's hash: any change to how the model is built rebuilds it.
-    version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    version = source_hash()
     target = Path(directory) if directory else cache_dir() / f"tiny-qwen2-{version}"
     if (target / "config.json").exists():
         return target

@@ -26,7 +26,7 @@ from pathlib import Path
 CPU_SHIM = Path(__file__).resolve().parent / "cpu_shim"  # holds the flash_attn stand-in
 LOG_NAME = "train.log"
 LORA_ADAPTER = "lora_adapter"  # a LoRA run's adapter, under output_dir, before the merge
-INPUT_KEY, OUTPUT_KEY = "prompt", "response"  # the SFT JSONL format (DESIGN.md section 3)
+INPUT_KEY, OUTPUT_KEY = "prompt", "response"  # the SFT JSONL format (leafe_recipe/distill.py)
 TAIL_LINES = 40  # how much of the trainer's output a TrainingError carries
 
 
@@ -213,8 +213,8 @@ def _patch_for_cpu() -> None:
     torch.cuda.synchronize = lambda device=None: None
     # 4. No JIT-compiled C++ ops, which would take minutes on a fresh machine (and need a compiler):
     #    DeepSpeed's CPU accelerator builds a shared-memory all-reduce op when it sets up comms
-    #    (121 s of ninja on 2 cores; useless for one process), and OpenRLHF's AdamW config makes
-    #    DeepSpeed build its CPU FusedAdam (321 s). DeepSpeed's own `torch_adam` optimizer option
+    #    (useless for one process), and OpenRLHF's AdamW config makes DeepSpeed build its CPU
+    #    FusedAdam. DeepSpeed's own `torch_adam` optimizer option
     #    selects torch.optim.AdamW instead: the same update.
     import openrlhf.utils.deepspeed.deepspeed as strategy_module
 

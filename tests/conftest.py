@@ -7,6 +7,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LEAFE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def needs_shared(relpath: str) -> pytest.MarkDecorator:
+    """Skip, saying why, where a public data set of ../shared/data is absent (a clone on its own)."""
+    path = SHARED_DATA / relpath
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"{path} not found: the shared public data sets (set LEAFE_SHARED_DATA to their folder)"
+    )
+
+
+NEEDS_MBPP = needs_shared("mbpp/mbpp.jsonl")
+NEEDS_SANDBOXFUSION = needs_shared("code_contests/sandboxfusion_code_contests_sample20.jsonl")
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> str:
     """The offline tiny model directory (built once per cache, see leafe_recipe/tiny.py)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO, SHARED_DATA
+from conftest import NEEDS_MBPP, NEEDS_SANDBOXFUSION, REPO, SHARED_DATA
 from leafe_recipe.envs.base import ReplayDivergence, Task, get_family, replay
 from leafe_recipe.envs.code import (
     CodeEnv,
@@ -272,6 +272,7 @@ def test_replay_reproduces_a_multi_turn_code_episode():
 # --- MBPP -------------------------------------------------------------------------------
 
 
+@NEEDS_MBPP
 def test_mbpp_loads_the_shared_file_by_split():
     sizes = {split: len(mbpp_tasks(split, None, path=str(MBPP))) for split in ("prompt", "test", "validation", "train")}
     assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
@@ -285,6 +286,7 @@ def test_mbpp_loads_the_shared_file_by_split():
         mbpp_tasks("dev", 1, path=str(MBPP))
 
 
+@NEEDS_MBPP
 def test_mbpp_reference_solutions_succeed_through_the_env():
     tasks = mbpp_tasks("test", 10, path=str(MBPP))
     env = get_family("mbpp").make(max_turns=1)
@@ -294,6 +296,7 @@ def test_mbpp_reference_solutions_succeed_through_the_env():
         assert step.success and step.reward == 1.0, (task.id, step.observation)
 
 
+@NEEDS_MBPP
 def test_mbpp_setup_code_runs_before_the_tests():
     # task 367's test_setup_code builds the binary trees its asserts use
     task = next(t for t in mbpp_tasks("test", None, path=str(MBPP)) if t.id == "367")
@@ -303,6 +306,7 @@ def test_mbpp_setup_code_runs_before_the_tests():
     assert env.step(expert_action(task)).success
 
 
+@NEEDS_MBPP
 def test_mbpp_wrong_code_and_early_exit_fail():
     task = mbpp_tasks("test", 1, path=str(MBPP))[0]  # remove_Occ
     env = CodeEnv(max_turns=1)
@@ -372,6 +376,7 @@ def test_humaneval_from_a_file_and_only_a_test_split(tmp_path):
 # --- SandboxFusion's CodeContests sample --------------------------------------------------
 
 
+@NEEDS_SANDBOXFUSION
 def test_the_sandboxfusion_sample_loads_with_public_and_hidden_tests():
     tasks = codecontests_tasks("train", None, path=str(SANDBOXFUSION))
     assert len(tasks) == 20
@@ -458,7 +463,7 @@ def test_the_hub_offline_is_a_clear_error():
 
 @pytest.mark.parametrize(
     "name,path",
-    [("codecontests", str(SMALL)), ("mbpp", str(MBPP)), ("humaneval", None)],
+    [("codecontests", str(SMALL)), pytest.param("mbpp", str(MBPP), marks=NEEDS_MBPP), ("humaneval", None)],
 )
 def test_the_env_configs_build_their_family(name, path):
     cfg = OmegaConf.load(REPO / "hydra_conf" / "env" / f"{name}.yaml")
@@ -480,7 +485,7 @@ def test_the_env_configs_build_their_family(name, path):
 @pytest.mark.parametrize(
     "env,overrides",
     [
-        ("mbpp", [f"env.tasks.path={MBPP}"]),
+        pytest.param("mbpp", [f"env.tasks.path={MBPP}"], marks=NEEDS_MBPP),
         ("codecontests", [f"env.tasks.path={SMALL}"]),
         ("humaneval", []),
     ],

@@ -63,12 +63,11 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from leafe_recipe.envs.base import EnvFamily, Step, Task, register
-from leafe_recipe.sandbox import Judgement, Limits, Verdict, isolation, judge_asserts, judge_stdio
+from leafe_recipe.sandbox import Judgement, Limits, StdioJob, Verdict, judge_asserts, judge_many, judge_stdio
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +219,9 @@ def _judge_stdio(code: str, tests: Sequence[Sequence[str]], limits: Limits, work
     pairs = [(str(i), str(o)) for i, o in tests]
     if workers <= 1 or len(pairs) <= 1:
         return judge_stdio(code, pairs, limits)
-    isolation()  # probe once, before the threads start
     size = math.ceil(len(pairs) / min(workers, len(pairs)))
     chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-    with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="code-judge") as pool:
-        results = list(pool.map(lambda chunk: judge_stdio(code, chunk, limits), chunks))
+    results = judge_many([StdioJob(code, chunk, limits) for chunk in chunks], workers=len(chunks))
     offset = passed = 0
     for chunk, j in zip(chunks, results):
         if not j.passed:

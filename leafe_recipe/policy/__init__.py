@@ -1,9 +1,10 @@
 """Text generation backends behind one batched call.
 
 `generate(conversations, sampling)` takes every live episode at once (one call per
-turn) and returns one `Completion` per conversation. The contract in DESIGN.md says
-`list[str]`; a completion also carries its generated-token count, which the
-rollout ledger records, so the backends return `Completion`s instead.
+turn) and returns one `Completion` per conversation: its text, and the generated-token
+count and truncation flag that the ledgers record. A conversation is a list of
+OpenAI-style chat messages (`leafe_recipe.prompts.Message`); the backend applies the
+tokenizer's chat template.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Message = dict[str, str]
+from leafe_recipe.prompts import Message
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,9 @@ class BackendConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def make_policy(model: str, backend: BackendConfig) -> Policy:
-    """Build the backend named by `backend.name` for a hub id, local directory or `tiny`."""
-    from leafe_recipe.tiny import resolve_model
-
-    path = resolve_model(model)
+def make_policy(path: str, backend: BackendConfig) -> Policy:
+    """Build the backend named by `backend.name` for a hub id or a local directory
+    (the callers resolve `tiny` and the other built-in model names first)."""
     if backend.name == "hf":
         from leafe_recipe.policy.hf import HFPolicy
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from leafe_recipe.policy import Completion, Message, Sampling, cut_at_stop, per_conversation
+from leafe_recipe.policy import Completion, Sampling, cut_at_stop, per_conversation
+from leafe_recipe.prompts import Message
 
 
 class HFPolicy:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from leafe_recipe.policy import Completion, Message, Sampling, per_conversation
+from leafe_recipe.policy import Completion, Sampling, per_conversation
+from leafe_recipe.prompts import Message
 
 GPU_HINT = (
     "backend=vllm needs vLLM and a CUDA GPU. On a GPU machine run `pip install -e .[gpu]` "
