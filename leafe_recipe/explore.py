@@ -10,9 +10,16 @@ prompt: its first action is the revised action a'_tau that stage 2 distils.
 
 Branch requests wait in a FIFO queue (breadth first) and start while the tree has
 depth (`max_depth`), branches (`max_branches`) and interaction budget (`budget`
-environment steps, replay steps included when `budget_counts_replay`) left. A node
-that reflects mid-episode keeps going: the branch is an alternative, not a
-replacement.
+environment steps, replay steps included when `budget_counts_replay`) left for the
+replay and for a'_tau: that step is reserved when the branch starts, so a branch always
+gets its revised action. A node that reflects mid-episode keeps going: the branch is
+an alternative, not a replacement. Periodic reflection counts a node's own steps (a
+branch's start at tau, not the episode's step number).
+
+Real simulators are not all exactly deterministic. A branch whose replay diverges
+(`replay` compares through the family's canonicaliser, where it has one) is dropped
+and counted (`replay_divergences`); exploration goes on, and stops with a clear
+error only when more than `max_divergence_share` of the rollbacks diverged.
 
 Lock-step: every round, one generate call carries the next action of every live
 node and every pending reflection of every tree in flight. Finished trees stream to
@@ -22,12 +29,12 @@ node and every pending reflection of every tree in flight. Finished trees stream
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leafe_recipe.envs.base import Env, EnvFamily, Step, Task, replay
+from leafe_recipe.envs.base import Env, EnvFamily, ReplayDivergence, Step, Task, replay
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages, build_reflection, parse_reflection
 from leafe_recipe.records import JsonlWriter
@@ -44,6 +51,14 @@ class ExploreConfig:
     history_window: int | None = 2
     max_concurrent_trees: int = 64
     env_workers: int = 1  # threads stepping environments (for sandboxed code execution)
+    max_divergence_share: float = 0.2  # stop when more of the rollbacks than this diverge on replay
+
+
+MIN_ROLLBACKS_FOR_SHARE = 20  # the divergence share is judged once this many rollbacks were tried
+
+
+class ExplorationError(RuntimeError):
+    """Stage 1 cannot go on (the trees finished so far are on disk); the message says why and what to change."""
 
 
 @dataclass
@@ -58,6 +73,7 @@ class Ledger:
     reflections_unparsed: int = 0
     branches: int = 0
     branches_dropped: int = 0  # requests that found no depth, branch or budget left
+    replay_divergences: int = 0  # branches dropped because their replay did not reproduce the history
     successes: int = 0  # nodes that solved the task
 
     def charged(self, counts_replay: bool) -> int:
@@ -101,7 +117,9 @@ class Tree:
     queue: deque[BranchRequest] = field(default_factory=deque)
     reflecting: list[tuple[Node, bool]] = field(default_factory=list)  # (node, finished) awaiting reflection
     reflections: list[dict[str, Any]] = field(default_factory=list)
+    divergences: list[dict[str, Any]] = field(default_factory=list)
     ledger: Ledger = field(default_factory=Ledger)
+    reserved: int = 0  # budget steps held for the revised action of branches that have not acted yet
 
     def live(self) -> list[Node]:
         return [n for n in self.nodes if n.end is None]
@@ -115,6 +133,7 @@ class Tree:
             "ledger": asdict(self.ledger),
             "nodes": [n.record() for n in self.nodes],
             "reflections": self.reflections,
+            "divergences": self.divergences,
         }
 
 
@@ -128,12 +147,47 @@ def explore(
     config: ExploreConfig,
     out_path: str | Path,
 ) -> Path:
-    """Build one exploration tree per task and append it to `out_path`; resumable."""
+    """Build one exploration tree per task and append it to `out_path`; resumable.
+    Shows a progress bar; returns the path."""
+    from tqdm import tqdm
+
     with JsonlWriter(out_path, key=task_key) as writer:
-        todo = iter([t for t in tasks if f"{t.env}/{t.id}" not in writer.done])
-        for tree in _grow(todo, family, env_kwargs, policy, sampling, reflection_sampling, config):
-            writer.write(tree.record())
+        todo = [t for t in tasks if f"{t.env}/{t.id}" not in writer.done]
+        totals = Ledger()
+        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="explore", unit="tree", mininterval=2)
+        try:
+            for tree in _grow(iter(todo), family, env_kwargs, policy, sampling, reflection_sampling, config):
+                writer.write(tree.record())
+                for name, value in asdict(tree.ledger).items():
+                    setattr(totals, name, getattr(totals, name) + value)
+                bar.update(1)
+                bar.set_postfix(
+                    env_steps=totals.env_steps,
+                    budget=f"{totals.charged(config.budget_counts_replay) / (config.budget * bar.n or 1):.0%}",
+                    solved=totals.successes,
+                    diverged=totals.replay_divergences,
+                    refresh=False,
+                )
+                _check_divergences(totals, config, tree)
+        finally:
+            bar.close()
     return Path(out_path)
+
+
+def _check_divergences(totals: Ledger, config: ExploreConfig, tree: Tree) -> None:
+    rollbacks = totals.branches + totals.replay_divergences
+    if rollbacks < MIN_ROLLBACKS_FOR_SHARE or totals.replay_divergences <= config.max_divergence_share * rollbacks:
+        return
+    last = tree.divergences[-1] if tree.divergences else {}
+    raise ExplorationError(
+        f"{totals.replay_divergences} of {rollbacks} rollbacks ({totals.replay_divergences / rollbacks:.0%}) diverged on "
+        f"replay, more than method.explore.max_divergence_share={config.max_divergence_share}: this environment does "
+        "not reproduce its observations when the same actions are replayed"
+        + (f" (latest: task {tree.task.env}/{tree.task.id}, step {last.get('step')}, expected {last.get('expected')!r}, "
+           f"got {last.get('got')!r})" if last else "")
+        + ". Give the environment family an observation canonicaliser (EnvFamily.canonical) that removes the "
+        "differences that do not matter, or raise the share. The trees finished so far are kept."
+    )
 
 
 def _grow(
@@ -181,12 +235,21 @@ def _grow(
             yield tree
 
 
+def _own_steps(node: Node) -> int:
+    """Steps the node took itself (a branch's replayed prefix is its parent's)."""
+    return len(node.actions) - (node.tau - 1 if node.tau is not None else 0)
+
+
 def _take_budget(tree: Tree, cfg: ExploreConfig) -> list[Node]:
-    """The live nodes that may act this round: one step each while budget lasts; the rest end."""
-    left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay)
+    """The live nodes that may act this round. A new branch acts on the step reserved for
+    it when it started; the others take one step each while the budget lasts, then end."""
+    left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay) - tree.reserved
     acting = []
     for node in tree.live():
-        if left > 0:
+        if node.tau is not None and _own_steps(node) == 0:
+            acting.append(node)
+            tree.reserved -= 1
+        elif left > 0:
             acting.append(node)
             left -= 1
         else:
@@ -207,7 +270,7 @@ def _act(tree: Tree, node: Node, text: str, step: Step, cfg: ExploreConfig) -> N
         tree.ledger.successes += step.success
         if not step.success and can_branch:
             tree.reflecting.append((node, True))
-    elif can_branch and cfg.reflect_every and len(node.actions) % cfg.reflect_every == 0:
+    elif can_branch and cfg.reflect_every and _own_steps(node) % cfg.reflect_every == 0:
         tree.reflecting.append((node, False))
 
 
@@ -225,26 +288,40 @@ def _reflect(tree: Tree, node: Node, text: str, t: int, family: EnvFamily) -> No
 
 
 def _start_branches(tree: Tree, family: EnvFamily, env_kwargs: dict[str, Any], cfg: ExploreConfig) -> None:
-    """Pop branch requests in FIFO order; roll back and start each one that still fits."""
+    """Pop branch requests in FIFO order; roll back and start each one that still fits, with
+    a budget step reserved for its revised action. A divergent replay drops the branch."""
     while tree.queue:
         req = tree.queue.popleft()
         parent = tree.nodes[req.node]
         replayed = req.tau - 1
-        cost = 1 + (replayed if cfg.budget_counts_replay else 0)  # the prefix, and room for a'_tau
-        left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay)
+        cost = 1 + (replayed if cfg.budget_counts_replay else 0)  # the prefix, and a'_tau
+        left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay) - tree.reserved
         if parent.depth + 1 > cfg.max_depth or tree.ledger.branches >= cfg.max_branches or cost > left:
             tree.ledger.branches_dropped += 1
             continue
-        tree.nodes.append(rollback(tree, parent, req, family.make(**env_kwargs)))
+        try:
+            node = rollback(tree, parent, req, family.make(**env_kwargs), family.canonical)
+        except ReplayDivergence as err:
+            tree.ledger.replay_divergences += 1
+            tree.ledger.replay_steps += err.step
+            tree.divergences.append(
+                {"node": parent.id, "tau": req.tau, "step": err.step, "expected": err.expected[:500], "got": err.got[:500]}
+            )
+            continue
+        tree.nodes.append(node)
+        tree.reserved += 1
         tree.ledger.branches += 1
         tree.ledger.replay_steps += replayed
 
 
-def rollback(tree: Tree, parent: Node, req: BranchRequest, env: Env) -> Node:
-    """Reset `env` and replay the parent's first tau-1 actions: the branch's state at step tau."""
+def rollback(
+    tree: Tree, parent: Node, req: BranchRequest, env: Env, canonical: Callable[[str], str] | None = None
+) -> Node:
+    """Reset `env` and replay the parent's first tau-1 actions: the branch's state at step tau.
+    The branch's history is the parent's recorded one, so its prompts (and D_cf's) are h_tau."""
     prefix_actions = parent.actions[: req.tau - 1]
     prefix_observations = parent.observations[: req.tau]
-    replay(env, tree.task, prefix_actions, prefix_observations)
+    replay(env, tree.task, prefix_actions, prefix_observations, canonical)
     return Node(
         id=len(tree.nodes),
         parent=parent.id,

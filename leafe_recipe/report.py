@@ -20,7 +20,10 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-LEDGER_FIELDS = ("env_steps", "replay_steps", "model_calls", "gen_tokens", "reflections", "reflections_unparsed", "branches", "branches_dropped", "successes")
+LEDGER_FIELDS = (
+    "env_steps", "replay_steps", "model_calls", "gen_tokens", "reflections", "reflections_unparsed", "branches",
+    "branches_dropped", "replay_divergences", "successes",
+)  # fmt: skip
 
 
 def explore_summary(trees: str | Path) -> dict[str, Any]:
@@ -31,7 +34,7 @@ def explore_summary(trees: str | Path) -> dict[str, Any]:
     task became unsolvable; only reflections on histories that contain such a step count.
     """
     records = list(read_jsonl(trees))
-    totals = {f: sum(r["ledger"][f] for r in records) for f in LEDGER_FIELDS}
+    totals = {f: sum(r["ledger"].get(f, 0) for r in records) for f in LEDGER_FIELDS}
     reflections = [x for r in records for x in r["reflections"]]
     graded = [x for x in reflections if x["tau"] is not None and x.get("fatal_step") is not None]
     return {
@@ -55,7 +58,7 @@ def ledger_table(exploration: dict[str, Any], distillation: dict[str, Any]) -> s
         ("model calls / generated tokens", f"{t['model_calls']} / {t['gen_tokens']}"),
         ("reflections (unparsed)", f"{t['reflections']} ({pct(exploration['unparsed_reflection_share'])})"),
         ("reflections rolling back at or before the fatal step", f"{pct(exploration['undoes_fatal_step_share'])} of {exploration['reflections_graded']}"),
-        ("branches started / dropped", f"{t['branches']} / {t['branches_dropped']}"),
+        ("branches started / dropped / diverged on replay", f"{t['branches']} / {t['branches_dropped']} / {t['replay_divergences']}"),
         ("successful rollouts", str(t["successes"])),
         ("D_cf / D_reh examples", f"{distillation['cf']} / {distillation['reh']}"),
     ]

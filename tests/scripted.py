@@ -15,9 +15,15 @@ def grid_of(observation: str) -> list[str]:
 
 
 class Scripted:
-    def __init__(self, reflection: str = "Rollback step: 2\nExperience: follow the shortest plan", fail_after: int | None = None):
+    def __init__(
+        self,
+        reflection: str = "Rollback step: 2\nExperience: follow the shortest plan",
+        fail_after: int | None = None,
+        fail_when_experienced: bool = False,
+    ):
         self.reflection = reflection
         self.fail_after = fail_after  # raise on this call, like a run killed mid-way
+        self.fail_when_experienced = fail_when_experienced  # ignore experiences: branches fail too
         self.batches: list[list[str]] = []  # per call: "act", "act+e" or "reflect" per request
 
     def generate(self, conversations, sampling):
@@ -28,7 +34,7 @@ class Scripted:
             if conv[0]["content"] == REFLECTION_SYSTEM:
                 kinds.append("reflect")
                 text = self.reflection
-            elif EXPERIENCE_HEADER in conv[-1]["content"]:
+            elif EXPERIENCE_HEADER in conv[-1]["content"] and not self.fail_when_experienced:
                 kinds.append("act+e")
                 text = f"Thought: use the experience.\nAction: {solve(grid_of(conv[-1]['content']))[0]}"
             else:

@@ -56,3 +56,14 @@ def test_replay_refuses_to_continue_past_the_end_of_an_episode():
 def test_unknown_environment_lists_the_registered_ones():
     with pytest.raises(KeyError, match="unknown environment 'nope'; registered: .*sokoban"):
         get_family("nope")
+
+
+def test_replay_compares_through_the_canonicaliser():
+    listing = ["you see: b, a"]
+    env = Counter()
+    env.reset = lambda task: listing.pop(0)  # the same objects, listed in another order
+    canonical = lambda obs: ", ".join(sorted(obs.removeprefix("you see: ").split(", ")))  # noqa: E731
+    assert replay(env, TASK, [], ["you see: a, b"], canonical) == "you see: b, a"
+    with pytest.raises(ReplayDivergence) as err:
+        replay(Counter(drift=1), TASK, ["2"], ["total=1", "total=3"], canonical=str.strip)
+    assert (err.value.step, err.value.expected, err.value.got) == (1, "total=3", "total=4")

@@ -155,3 +155,89 @@ def test_a_rerun_after_kill_9_loses_and_duplicates_nothing(tmp_path):
     done = [t["task"]["id"] for t in read_jsonl(trees)]
     assert 1 <= len(done) < 3, "killed while the second tree was growing"
     assert [t["task"]["id"] for t in run(tmp_path, Scripted(), max_concurrent_trees=1)] == [t.id for t in TASKS]
+
+
+def test_a_started_branch_always_gets_its_revised_action(tmp_path):
+    """The root and a new branch are live in the same round with one step of budget left:
+    the step was reserved for the branch's a'_tau when it started."""
+    policy = Scripted(reflection="Rollback step: 1\nExperience: go")
+    for budget in range(3, 16):
+        [tree] = run(tmp_path / str(budget), policy, tasks=TASKS[:1], reflect_every=1, max_depth=2, max_branches=50, budget=budget)
+        branches = [n for n in tree["nodes"] if n["tau"] is not None]
+        assert branches, budget
+        assert all(len(n["actions"]) >= n["tau"] for n in branches), (budget, [n["actions"] for n in branches])
+        assert tree["ledger"]["env_steps"] + tree["ledger"]["replay_steps"] <= budget
+
+
+def test_periodic_reflection_counts_the_branchs_own_steps(tmp_path):
+    policy = Scripted(reflection="Rollback step: 2\nExperience: plan first", fail_when_experienced=True)
+    [tree] = run(tmp_path, policy, tasks=TASKS[:1], reflect_every=2, max_depth=1, max_branches=1)
+    branch = tree["nodes"][1]
+    assert branch["tau"] == 2
+    on_branch = [r["t"] for r in tree["reflections"] if r["node"] == branch["id"]]
+    assert on_branch == [], "depth 1 is the limit: the branch never reflects"
+    [tree] = run(tmp_path / "deeper", policy, tasks=TASKS[:1], reflect_every=2, max_depth=2, max_branches=1)
+    branch = tree["nodes"][1]
+    periodic = [r["t"] for r in tree["reflections"] if r["node"] == branch["id"] and r["t"] < len(branch["actions"])]
+    own = [t - (branch["tau"] - 1) for t in periodic]
+    assert own and all(k % 2 == 0 for k in own), own  # after 2, 4, ... of its own steps, not after 1
+
+
+class NoisyEnv:
+    """Sokoban whose observations carry an unordered 'you hear' list that comes out in a
+    different order every episode (like ScienceWorld's object listings)."""
+
+    episodes = 0
+
+    def __init__(self, **kwargs):
+        self.env = SOKOBAN.make(**kwargs)
+
+    def reset(self, task):
+        NoisyEnv.episodes += 1
+        return self.env.reset(task) + self._noise()
+
+    def step(self, action):
+        step = self.env.step(action)
+        step.observation += self._noise()
+        return step
+
+    def _noise(self):
+        sounds = ["a bird", "the wind"]
+        return "\nYou hear: " + ", ".join(sounds if NoisyEnv.episodes % 2 else sounds[::-1])
+
+
+def _noisy_family(canonical=None):
+    from dataclasses import replace
+
+    return replace(SOKOBAN, make=NoisyEnv, canonical=canonical)
+
+
+def test_a_divergent_replay_drops_the_branch_and_exploration_goes_on(tmp_path):
+    config = ExploreConfig(reflect_every=0, history_window=None, max_divergence_share=1.0)
+    path = explore(TASKS, _noisy_family(), ENV, Scripted(), Sampling(), Sampling(), config, tmp_path / "trees.jsonl")
+    trees = list(read_jsonl(path))
+    assert len(trees) == 3
+    for tree in trees:
+        assert tree["ledger"]["replay_divergences"] == 1 and tree["ledger"]["branches"] == 0
+        assert len(tree["nodes"]) == 1 and tree["divergences"][0]["step"] == 0
+
+
+def test_a_canonicaliser_makes_an_unordered_listing_replay(tmp_path):
+    def canonical(obs):
+        head, _, sounds = obs.partition("\nYou hear: ")
+        return head + "|" + ",".join(sorted(sounds.split(", ")))
+
+    config = ExploreConfig(reflect_every=0, history_window=None)
+    path = explore(TASKS, _noisy_family(canonical), ENV, Scripted(), Sampling(), Sampling(), config, tmp_path / "t.jsonl")
+    for tree in read_jsonl(path):
+        assert tree["ledger"]["replay_divergences"] == 0 and tree["nodes"][1]["end"] == "success"
+
+
+def test_too_many_divergences_stop_with_a_clear_error_and_keep_the_finished_trees(tmp_path):
+    from leafe_recipe.explore import MIN_ROLLBACKS_FOR_SHARE, ExplorationError
+
+    tasks = SOKOBAN.tasks("train", MIN_ROLLBACKS_FOR_SHARE + 5)
+    config = ExploreConfig(reflect_every=0, history_window=None, max_divergence_share=0.5, max_concurrent_trees=1)
+    with pytest.raises(ExplorationError, match=r"20 of 20 rollbacks \(100%\) diverged.*max_divergence_share=0.5.*canonicaliser"):
+        explore(tasks, _noisy_family(), ENV, Scripted(), Sampling(), Sampling(), config, tmp_path / "trees.jsonl")
+    assert len(list(read_jsonl(tmp_path / "trees.jsonl"))) == MIN_ROLLBACKS_FOR_SHARE

@@ -58,6 +58,9 @@ class EnvFamily:
     # The first action after which the task can no longer be solved, where the family
     # can tell (Sokoban's solver can): grades where reflections roll back to.
     fatal_step: Callable[[Task, list[str]], int | None] | None = None
+    # Replay compares observations through this (e.g. sorting an unordered list of objects)
+    # for a simulator that is deterministic only up to such differences; None: exactly.
+    canonical: Callable[[str], str] | None = None
 
 
 REGISTRY: dict[str, EnvFamily] = {}
@@ -77,36 +80,49 @@ def get_family(name: str) -> EnvFamily:
 
 
 class ReplayDivergence(RuntimeError):
-    """A replayed prefix produced a different observation: the environment is not deterministic."""
+    """A replayed prefix produced a different observation: the environment is not deterministic.
+    `step` is the number of actions replayed when it showed (0: the reset itself)."""
+
+    def __init__(self, message: str, step: int, expected: str = "", got: str = ""):
+        super().__init__(message)
+        self.step, self.expected, self.got = step, expected, got
 
 
-def replay(env: Env, task: Task, actions: list[str], observations: list[str]) -> str:
-    """Reset `env` to `task` and re-execute `actions`, checking every observation.
+def replay(
+    env: Env, task: Task, actions: list[str], observations: list[str], canonical: Callable[[str], str] | None = None
+) -> str:
+    """Reset `env` to `task` and re-execute `actions`, checking every observation (through
+    `canonical` when given: the family's canonicaliser).
 
     `observations` is the recorded [o_0, o_1, ..., o_n] (o_0 from reset, o_i after
-    action i), n = len(actions). Returns o_n, the state the branch continues from.
+    action i), n = len(actions). Returns o_n as the environment gives it now, the state
+    the branch continues from.
     """
     if len(observations) != len(actions) + 1:
         raise ValueError(
             f"replay needs len(observations) == len(actions) + 1, got {len(observations)} and {len(actions)}"
         )
+    same = (lambda a, b: a == b) if canonical is None else (lambda a, b: canonical(a) == canonical(b))
     obs = env.reset(task)
-    _check(task, 0, observations[0], obs)
+    _check(task, 0, observations[0], obs, same)
     for i, action in enumerate(actions, start=1):
         step = env.step(action)
-        _check(task, i, observations[i], step.observation)
+        _check(task, i, observations[i], step.observation, same)
         if step.done and i < len(actions):
             raise ReplayDivergence(
-                f"task {task.env}/{task.id}: episode ended at step {i} while replaying {len(actions)} actions"
+                f"task {task.env}/{task.id}: episode ended at step {i} while replaying {len(actions)} actions", i
             )
         obs = step.observation
     return obs
 
 
-def _check(task: Task, i: int, expected: str, got: str) -> None:
-    if expected != got:
+def _check(task: Task, i: int, expected: str, got: str, same: Callable[[str, str], bool]) -> None:
+    if not same(expected, got):
         raise ReplayDivergence(
             f"task {task.env}/{task.id}: observation after step {i} differs on replay "
             f"(expected {expected[:200]!r}, got {got[:200]!r}); the environment is not deterministic "
-            "for this task, so a rollback to this step would corrupt the tree"
+            "for this task, so a rollback to this step would corrupt the tree",
+            i,
+            expected,
+            got,
         )
