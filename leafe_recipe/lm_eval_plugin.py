@@ -42,12 +42,14 @@ from typing import Any
 import lm_eval.models  # noqa: F401  (registers lm-eval's own models first: see below)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
+from lm_eval.api.task import ConfigurableTask
 
-from leafe_recipe import TASKS_DIR
+from leafe_recipe import CONF_DIR, TASKS_DIR
 from leafe_recipe.envs.base import Task, get_family
 from leafe_recipe.envs.code import DatasetUnavailable
 from leafe_recipe.passk import ks_up_to, pass_at_k
 from leafe_recipe.policy import Sampling, cut_at_stop
+from leafe_recipe.prompts import PROMPT_SETTINGS, read_prompt_settings
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ __all__ = [
     "AGENT_ONLY_KEY",
     "LeafeAgent",
     "LeafeEvalError",
+    "LeafeTask",
     "cli",
     "evaluate_checkpoint",
     "leafe_dataset",
@@ -76,6 +79,9 @@ AGENT_ONLY_KEY = "run_with_model_leafe_agent"
 _NEUTRAL_GEN_KWARGS = {"repetition_penalty": 1.0, "min_p": 0.0}
 
 
+_UNSET = object()  # a model argument that was not given
+
+
 class LeafeEvalError(RuntimeError):
     """A leafe task or the leafe-agent model was used in a way that cannot work; the message says how to fix it."""
 
@@ -84,16 +90,14 @@ class LeafeEvalError(RuntimeError):
 # Documents
 # --------------------------------------------------------------------------- #
 
-_SPEC_KEYS = {"env", "split", "n_test", "tasks", "kwargs", "history_window", "ks"}
-
-
 def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
     """lm-eval `custom_dataset`: a DatasetDict {"test": one document per problem}.
 
     lm-eval calls it with the task's `dataset_kwargs` and its `metadata` (the task YAML's
-    `metadata:`, `--metadata` and `--model_args`, merged) as keyword arguments. The YAML's
-    `dataset_kwargs: {leafe: {...}}` says what to load, in the vocabulary of
-    hydra_conf/env/<family>.yaml:
+    `metadata:`, `--metadata` and `--model_args`, merged) as keyword arguments. What to
+    load starts from the environment's own settings (hydra_conf/env/<env>.yaml, see
+    `env_defaults`); the YAML's `dataset_kwargs: {leafe: {...}}` names the environment
+    and what differs, in the same vocabulary:
 
         env:             the registered environment family (sokoban, codecontests, mbpp, ...)
         split:           the loader's split (test)
@@ -101,6 +105,7 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
         tasks:           keyword arguments of the family's task loader (path: a local file)
         kwargs:          keyword arguments of the environment (max_steps, max_turns, ...)
         history_window:  action/feedback pairs kept in the prompt (null: all)
+        max_new_tokens:  generated tokens per action (the task's max_gen_toks)
         ks:              the k of Pass@k (null: 1, 2, 4, ... up to the samples per problem)
 
     Overrides come from metadata (`--metadata '<json>'`, or a `metadata:` block in a task
@@ -109,9 +114,7 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
     A relative data path written in a task YAML resolves against that YAML's folder; one
     given with --metadata against the working directory; ~ and $VARS are expanded.
     """
-    if not isinstance(leafe, dict) or "env" not in leafe:
-        raise LeafeEvalError("a leafe task needs `dataset_kwargs: {leafe: {env: <family>, ...}}` in its YAML")
-    spec = _spec(leafe, metadata)
+    spec = task_spec(leafe, metadata)
     family = get_family(spec["env"])
     try:
         tasks = family.tasks(spec["split"], spec["n_test"], **spec["tasks"])
@@ -127,8 +130,9 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
             "env": spec["env"],
             "kwargs": spec["kwargs"],
             "history_window": spec["history_window"],
+            "history_window_source": spec["history_window_source"],
             "ks": spec["ks"],
-            "interactive": spec["kwargs"].get("max_turns") != 1,
+            "interactive": _interactive(spec),
         },
         sort_keys=True,
     )
@@ -150,21 +154,44 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
-def _spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+_SPEC_KEYS = {"env", "split", "n_test", "tasks", "kwargs", "history_window", "max_new_tokens", "ks"}
+
+
+def env_defaults(env: str) -> dict[str, Any]:
+    """An environment's settings as hydra_conf/env/<env>.yaml states them: the one source
+    the `leafe` app and every lm-eval task start from."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / "env" / f"{env}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
+        raise LeafeEvalError(f"no environment config {path}; environments: {', '.join(known)}")
+    conf = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return {
+        "env": env,
+        "split": "test",
+        "n_test": conf.get("n_test"),
+        "tasks": dict(conf.get("tasks") or {}),
+        "kwargs": dict(conf.get("kwargs") or {}),
+        "history_window": conf.get("history_window"),
+        "max_new_tokens": conf["max_new_tokens"],
+        "ks": None,
+    }
+
+
+def task_spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a leafe task loads and plays: the environment's config (env_defaults), then the
+    task YAML's `dataset_kwargs.leafe`, then `--metadata` (`<env>: {...}` and the shortcut
+    `<env>_path`), each later one winning key by key (`tasks` and `kwargs` merge)."""
+    if not isinstance(leafe, dict) or "env" not in leafe:
+        raise LeafeEvalError("a leafe task needs `dataset_kwargs: {leafe: {env: <family>, ...}}` in its YAML")
     unknown = set(leafe) - _SPEC_KEYS
     if unknown:
         raise LeafeEvalError(f"unknown keys in dataset_kwargs.leafe: {sorted(unknown)}; valid: {sorted(_SPEC_KEYS)}")
     env = leafe["env"]
-    spec = {
-        "env": env,
-        "split": leafe.get("split", "test"),
-        "n_test": leafe.get("n_test"),
-        "tasks": dict(leafe.get("tasks") or {}),
-        "kwargs": dict(leafe.get("kwargs") or {}),
-        "history_window": leafe.get("history_window"),
-        "ks": leafe.get("ks"),
-    }
-    if spec["tasks"].get("path"):
+    spec = env_defaults(env)
+    _merge(spec, leafe)
+    if leafe.get("tasks", {}).get("path"):
         spec["tasks"]["path"] = _yaml_path(spec["tasks"]["path"], metadata.get("config_source"))
     override = metadata.get(env) or {}
     if not isinstance(override, dict):
@@ -172,11 +199,8 @@ def _spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     unknown = set(override) - (_SPEC_KEYS - {"env"})
     if unknown:
         raise LeafeEvalError(f"unknown keys in metadata {env!r}: {sorted(unknown)}; valid: {sorted(_SPEC_KEYS - {'env'})}")
-    for key, value in override.items():
-        if key in ("tasks", "kwargs"):
-            spec[key] = {**spec[key], **(value or {})}
-        else:
-            spec[key] = value
+    _merge(spec, override)
+    spec["history_window_source"] = "metadata" if "history_window" in override else "task"
     if metadata.get(f"{env}_path"):
         spec["tasks"]["path"] = metadata[f"{env}_path"]
     if (override.get("tasks") or {}).get("path") or metadata.get(f"{env}_path"):
@@ -186,6 +210,40 @@ def _spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
         if not spec["ks"] or min(spec["ks"]) < 1:
             raise LeafeEvalError(f"ks must be a non-empty list of k >= 1, got {spec['ks']}")
     return spec
+
+
+def _merge(spec: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if key in ("tasks", "kwargs"):
+            spec[key] = {**spec[key], **(value or {})}
+        else:
+            spec[key] = value
+
+
+def _interactive(spec: dict[str, Any]) -> bool:
+    return spec["kwargs"].get("max_turns") != 1
+
+
+class LeafeTask(ConfigurableTask):
+    """Every leafe task's class (tasks/_leafe_template_yaml): before lm-eval builds the task,
+    it completes the YAML from the environment's settings, so that they are written once.
+    The generation length is the environment's `max_new_tokens` (unless the YAML sets
+    `max_gen_toks`), an interactive environment's task asks for the `leafe-agent` model
+    (AGENT_ONLY_KEY), and an environment that runs model-written code marks the task
+    `unsafe_code`."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        config = dict(config or {})
+        config.pop("class", None)
+        spec = task_spec((config.get("dataset_kwargs") or {}).get("leafe"), dict(config.get("metadata") or {}))
+        generation = dict(config.get("generation_kwargs") or {})
+        generation.setdefault("max_gen_toks", spec["max_new_tokens"])
+        if _interactive(spec):
+            generation[AGENT_ONLY_KEY] = True
+        config["generation_kwargs"] = generation
+        if get_family(spec["env"]).runs_code:
+            config.setdefault("unsafe_code", True)
+        super().__init__(config=config, **kwargs)
 
 
 def _yaml_path(path: str, config_source: str | None) -> str:
@@ -380,7 +438,10 @@ class LeafeAgent(LM):
     """lm-eval model that plays leafe tasks' episodes in their environments, lock-step.
 
     model_args: pretrained (a checkpoint directory, hub id or `tiny`), backend (hf or
-    vllm), seed (sampling seed, default 0), max_concurrent (live episodes, default 256),
+    vllm), seed (sampling seed, default 0), history_window (action/feedback pairs kept in
+    the prompt; default: the window the checkpoint was trained with, from its
+    leafe_prompt.json, else the task's; a `--metadata` override of the task's window wins
+    over the checkpoint's), max_concurrent (live episodes, default 256),
     env_workers (threads stepping environments; default: the cores); backend options as in
     hydra_conf/backend: device, dtype, max_batch_size, attn_implementation (hf),
     tensor_parallel_size, gpu_memory_utilization, max_model_len and any other vllm.LLM
@@ -406,6 +467,7 @@ class LeafeAgent(LM):
         max_model_len: int | None = None,
         batch_size: Any = None,  # lm-eval passes it; every live episode is batched anyway
         trust_remote_code: bool | None = None,
+        history_window: Any = _UNSET,
         **engine_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -435,16 +497,26 @@ class LeafeAgent(LM):
             max_model_len=int(max_model_len) if max_model_len else None,
             extra=engine_kwargs,
         )
-        self._setup(make_policy(resolve_model(str(pretrained)), config), str(pretrained), backend, seed, max_concurrent, env_workers)
+        path = resolve_model(str(pretrained))
+        self._setup(make_policy(path, config), str(pretrained), backend, seed, max_concurrent, env_workers)
+        self._set_window(history_window, read_prompt_settings(path))
 
     @classmethod
     def from_policy(
-        cls, policy: Any, name: str = "policy", seed: int = 0, max_concurrent: int = 256, env_workers: int | None = None
+        cls,
+        policy: Any,
+        name: str = "policy",
+        seed: int = 0,
+        max_concurrent: int = 256,
+        env_workers: int | None = None,
+        history_window: Any = _UNSET,
     ) -> "LeafeAgent":
-        """Wrap an already loaded `leafe_recipe.policy` backend (anything with its `generate`)."""
+        """Wrap an already loaded `leafe_recipe.policy` backend (anything with its `generate`);
+        `history_window` as the model argument (else the tasks' windows)."""
         agent = cls.__new__(cls)
         LM.__init__(agent)
         agent._setup(policy, name, "custom", seed, max_concurrent, env_workers)
+        agent._set_window(history_window, None)
         return agent
 
     def _setup(self, policy: Any, name: str, backend: str, seed: int, max_concurrent: int, env_workers: int | None) -> None:
@@ -454,6 +526,22 @@ class LeafeAgent(LM):
         self.seed = int(seed)
         self.max_concurrent = int(max_concurrent)
         self.env_workers = int(env_workers) if env_workers else (os.cpu_count() or 1)
+
+    def _set_window(self, history_window: Any, prompt_settings: dict[str, Any] | None) -> None:
+        if history_window is not _UNSET and isinstance(history_window, str):  # from --model_args text
+            history_window = None if history_window.lower() in ("none", "null", "all") else int(history_window)
+        self.explicit_window = history_window
+        self.prompt_settings = prompt_settings
+
+    def window_for(self, settings: dict[str, Any]) -> tuple[int | None, str]:
+        """The history window for a task's episodes, and where it came from."""
+        if self.explicit_window is not _UNSET:
+            return self.explicit_window, "model_args"
+        if settings.get("history_window_source") == "metadata":
+            return settings["history_window"], "metadata"
+        if self.prompt_settings is not None:
+            return self.prompt_settings.get("history_window"), f"checkpoint {PROMPT_SETTINGS}"
+        return settings["history_window"], "task"
 
     # -- lm-eval's model interface ------------------------------------------------------
 
@@ -475,7 +563,11 @@ class LeafeAgent(LM):
         return json.dumps(chat_history)
 
     def get_model_info(self) -> dict[str, Any]:
-        return {"leafe_agent_backend": self.backend, "leafe_agent_seed": self.seed}
+        return {
+            "leafe_agent_backend": self.backend,
+            "leafe_agent_seed": self.seed,
+            "leafe_agent_prompt_settings": self.prompt_settings,
+        }
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError("leafe-agent only generates; run loglikelihood tasks with --model hf or vllm")
@@ -506,6 +598,8 @@ class LeafeAgent(LM):
         for (settings_json, sampling), items in groups.items():
             settings = json.loads(settings_json)
             family = get_family(settings["env"])
+            window, source = self.window_for(settings)
+            log.info("leafe-agent: %s episodes with history window %s (from the %s)", settings["env"], window, source)
             starts = ((task, j) for j, (_, task) in enumerate(items))  # the sample field carries the position
             for ep in run_episodes(
                 starts,
@@ -513,7 +607,7 @@ class LeafeAgent(LM):
                 settings["kwargs"],
                 self.policy,
                 sampling,
-                history_window=settings["history_window"],
+                history_window=window,
                 max_concurrent=self.max_concurrent,
                 env_workers=self.env_workers,
             ):
@@ -524,6 +618,8 @@ class LeafeAgent(LM):
                     ep.observations[-1],
                     gen_tokens=ep.gen_tokens,
                     truncated_outputs=ep.truncated_outputs,
+                    history_window=window,
+                    history_window_source=source,
                     actions=ep.actions,
                 )
                 bar.update(1)
@@ -626,7 +722,7 @@ def evaluate_checkpoint(
     if model == "leafe-agent":
         args = {"pretrained": path, "backend": backend, "seed": seed, **(model_args or {})}
         if policy is not None:
-            extra = {k: v for k, v in (model_args or {}).items() if k in ("max_concurrent", "env_workers")}
+            extra = {k: v for k, v in (model_args or {}).items() if k in ("max_concurrent", "env_workers", "history_window")}
             lm, args = LeafeAgent.from_policy(policy, name=path, seed=seed, **extra), None
     elif model in ("hf", "vllm") and policy is None:
         args = {"pretrained": path, **(model_args or {})}

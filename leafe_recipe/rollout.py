@@ -112,15 +112,23 @@ def rollout(
     max_concurrent: int = 256,
     env_workers: int = 1,
 ) -> Path:
-    """Write one trajectories record per task (its n samples) to `out_path`; resumable."""
+    """Write one trajectories record per task (its n samples) to `out_path`; resumable.
+    Shows a progress bar (tasks done, successes so far)."""
+    from tqdm import tqdm
+
     with JsonlWriter(out_path, key=task_key) as writer:
         todo = [t for t in tasks if f"{t.env}/{t.id}" not in writer.done]
         by_task: dict[str, list[Episode]] = {}
         starts = ((t, s) for t in todo for s in range(n_samples))
+        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="rollout", unit="task", mininterval=2)
+        successes = 0
         for ep in run_episodes(starts, family, env_kwargs, policy, sampling, history_window, max_concurrent, env_workers):
             group = by_task.setdefault(ep.task.id, [])
             group.append(ep)
+            successes += ep.success
             if len(group) == n_samples:
+                bar.update(1)
+                bar.set_postfix(successes=successes, refresh=False)
                 samples = sorted(group, key=lambda e: e.sample)
                 writer.write(
                     {
@@ -131,4 +139,5 @@ def rollout(
                     }
                 )
                 del by_task[ep.task.id]
+        bar.close()
     return Path(out_path)

@@ -59,6 +59,10 @@ class SFTConfig:
             raise ValueError(f"{len(self.datasets)} datasets but {len(self.dataset_probs)} probabilities")
 
 
+class TrainingDataError(ValueError):
+    """The data cannot fill the batch the trainer is asked for; said before the trainer starts."""
+
+
 class TrainingError(RuntimeError):
     """A failed trainer run: the exact command line and the trainer's own last words."""
 
@@ -149,15 +153,53 @@ def merge_command(cfg: SFTConfig) -> list[str]:
     ]  # fmt: skip
 
 
+def examples_per_epoch(cfg: SFTConfig) -> int:
+    """How many examples OpenRLHF's train_sft draws per epoch from `cfg.datasets`: their
+    concatenation, or with `dataset_probs` the same seeded `datasets.interleave_datasets`
+    ("all_exhausted") its `blending_datasets` runs; capped by `max_samples`."""
+    cap = int(cfg.max_samples if cfg.max_samples is not None else 1_000_000)  # train_sft's default
+    sizes = [min(cap, sum(1 for line in open(path, encoding="utf-8") if line.strip())) for path in cfg.datasets]
+    if cfg.dataset_probs is None:
+        return min(cap, sum(sizes))
+    from datasets import Dataset, interleave_datasets
+
+    parts = [Dataset.from_dict({"i": list(range(n))}) for n in sizes]
+    mixed = interleave_datasets(parts, probabilities=cfg.dataset_probs, seed=cfg.seed, stopping_strategy="all_exhausted")
+    return min(cap, len(mixed))
+
+
+def check_batch(cfg: SFTConfig, world_size: int) -> int:
+    """Stop before launching the trainer when the data cannot fill one batch (OpenRLHF would
+    stop later with "Training must contain at least one complete gradient-accumulation
+    window"); return the examples per epoch."""
+    n = examples_per_epoch(cfg)
+    per_step = cfg.micro_train_batch_size * world_size
+    if cfg.train_batch_size % per_step:
+        raise TrainingDataError(
+            f"the batch size {cfg.train_batch_size} (method.sft.train_batch_size) is not a multiple of the micro batch "
+            f"{cfg.micro_train_batch_size} (method.sft.micro_train_batch_size) times the {world_size} training processes"
+        )
+    if n < cfg.train_batch_size:
+        raise TrainingDataError(
+            f"{n} training examples per epoch ({', '.join(str(d) for d in cfg.datasets)}) cannot fill one batch of "
+            f"{cfg.train_batch_size} (method.sft.train_batch_size). Lower method.sft.train_batch_size to at most {n} "
+            f"(and method.sft.micro_train_batch_size to a divisor of it), or make more data (more train tasks: "
+            "env.n_train; a larger budget). Rerun in the same folder (hydra.run.dir=...) to keep the data made so far."
+        )
+    return n
+
+
 def train(cfg: SFTConfig, num_gpus: int | None = None) -> Path:
     """Run the SFT (and, for LoRA, the merge); return the checkpoint directory, `cfg.output_dir`.
 
-    `num_gpus` defaults to every visible CUDA device (none: the CPU launcher).
+    `num_gpus` defaults to every visible CUDA device (none: the CPU launcher). The data
+    is checked against the batch first (`check_batch`).
     """
     if num_gpus is None:
         import torch
 
         num_gpus = torch.cuda.device_count()
+    check_batch(cfg, max(1, num_gpus))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG_NAME

@@ -20,10 +20,12 @@ class Scripted:
         reflection: str = "Rollback step: 2\nExperience: follow the shortest plan",
         fail_after: int | None = None,
         fail_when_experienced: bool = False,
+        thought: str = "use the experience.",
     ):
         self.reflection = reflection
         self.fail_after = fail_after  # raise on this call, like a run killed mid-way
         self.fail_when_experienced = fail_when_experienced  # ignore experiences: branches fail too
+        self.thought = thought  # the Thought of an action taken with an experience; {experience} quotes it
         self.batches: list[list[str]] = []  # per call: "act", "act+e" or "reflect" per request
 
     def generate(self, conversations, sampling):
@@ -36,7 +38,9 @@ class Scripted:
                 text = self.reflection
             elif EXPERIENCE_HEADER in conv[-1]["content"] and not self.fail_when_experienced:
                 kinds.append("act+e")
-                text = f"Thought: use the experience.\nAction: {solve(grid_of(conv[-1]['content']))[0]}"
+                experience = conv[-1]["content"].split(EXPERIENCE_HEADER + ": ", 1)[1]
+                thought = self.thought.format(experience=experience)
+                text = f"Thought: {thought}\nAction: {solve(grid_of(conv[-1]['content']))[0]}"
             else:
                 kinds.append("act")
                 text = "Thought: I wait.\nAction: wait"  # invalid: the room never changes

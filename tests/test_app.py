@@ -29,16 +29,21 @@ def test_base_on_sokoban_with_the_tiny_model_prints_pass_at_k_and_writes_artefac
     assert summary["n_tasks"] == 3 and summary["n_samples"] == 4
     assert list(summary["pass_at_k"]) == ["1", "2", "4"]
     assert summary == json.loads((run / "eval_base.json").read_text())
+    assert results["history_window"] == {"value": 2, "source": "env config (sokoban)"}
     # the evaluation is lm-eval's: its per-sample log holds every episode
-    [samples] = (run / "eval" / "base").glob("*/samples_leafe_sokoban_*.jsonl")
+    [samples] = Path(summary["samples_dir"]).glob("samples_leafe_sokoban_*.jsonl")
     records = list(read_jsonl(samples))
     assert sorted(r["doc"]["id"] for r in records) == ["test-1000000", "test-1000001", "test-1000002"]
     assert all(len(r["correct"]) == 4 for r in records)
-    # a rerun in the same folder resumes: the finished evaluation is not redone
+    # a rerun in the same folder resumes: the finished evaluation is reused, no model is loaded
     again = leafe(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "leafe-agent episodes" not in again.stderr
+    assert "leafe-agent episodes" not in again.stderr and "Loading weights" not in again.stderr
     assert json.loads((run / "results.json").read_text())["runs"]["base"] == summary
+    # ... but not when what it measured changed: 2 samples instead of 4 is evaluated anew
+    fewer = leafe(*args[1:], "n_samples=2", cwd=tmp_path)
+    assert fewer.returncode == 0, fewer.stderr
+    assert json.loads((run / "results.json").read_text())["runs"]["base"]["n_samples"] == 2
 
 
 def test_a_wrong_key_is_a_hydra_error_naming_it(tmp_path):

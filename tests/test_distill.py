@@ -93,3 +93,55 @@ def test_failed_branches_are_used_only_when_asked(tmp_path):
     explore(SOKOBAN.tasks("train", 1), SOKOBAN, {"max_steps": 2}, policy, Sampling(), Sampling(), ExploreConfig(max_depth=1), path)
     assert distill(path, "S", DistillConfig(), tmp_path).cf == 0
     assert distill(path, "S", DistillConfig(cf_only_successful=False), tmp_path).cf == 1
+
+
+EXPERIENCE = "push the box toward the target before walking around it"
+QUOTING = "the lesson from before was to {experience}, so I do that now."  # a paraphrase around a verbatim span
+PARAPHRASING = "I recall I must shove that crate onto its goal first."  # no span of 6 words in common
+
+
+def quoting_trees(tmp_path, thought):
+    path = tmp_path / "trees.jsonl"
+    config = ExploreConfig(reflect_every=0, max_depth=1, history_window=2)
+    policy = Scripted(reflection=f"Rollback step: 2\nExperience: {EXPERIENCE}", thought=thought)
+    explore(SOKOBAN.tasks("train", 2), SOKOBAN, {"max_steps": 6}, policy, Sampling(), Sampling(), config, path)
+    return path
+
+
+def quotes(text):
+    return "toward the target before walking around" in text
+
+
+def test_targets_that_quote_their_experience_are_measured_and_kept_when_asked(tmp_path):
+    stats = distill(quoting_trees(tmp_path, QUOTING), "S", DistillConfig(leak="keep", reh_fraction=1.0), tmp_path)
+    assert stats.cf == stats.cf_leaks == 2 and stats.cf_leak_share == 1.0
+    assert stats.experienced_actions == stats.leaking_actions > 2
+    assert stats.reh_leaks > 0
+    saved = json.loads((tmp_path / "distill_stats.json").read_text())
+    assert (saved["cf_leak_share"], saved["leak_policy"]) == (1.0, "keep")
+    assert all(quotes(r["response"][0]["content"]) for r in lines(tmp_path / "sft_cf.jsonl"))
+
+
+def test_strip_removes_the_quote_from_targets_and_histories_and_keeps_the_action(tmp_path):
+    stats = distill(quoting_trees(tmp_path, QUOTING), "S", DistillConfig(leak="strip", reh_fraction=1.0), tmp_path)
+    assert stats.cf == stats.cf_leaks == 2 and stats.dropped_for_leaks == 0
+    records = lines(tmp_path / "sft_cf.jsonl") + lines(tmp_path / "sft_reh.jsonl")
+    assert len(records) > 2
+    for r in records:
+        assert not quotes(json.dumps(r["prompt"])) and not quotes(r["response"][0]["content"])
+    for r in lines(tmp_path / "sft_cf.jsonl"):
+        target = r["response"][0]["content"]
+        assert target.startswith("Thought: the lesson from before was to, so I do that now.\nAction: ")
+        assert SOKOBAN.make().reset(SOKOBAN.tasks("train", 1)[0]) and "Action: " in target
+
+
+def test_drop_removes_every_record_that_shows_a_quote(tmp_path):
+    stats = distill(quoting_trees(tmp_path, QUOTING), "S", DistillConfig(leak="drop", reh_fraction=1.0), tmp_path)
+    assert stats.cf == 0 and stats.cf_leaks == 2 and stats.dropped_for_leaks >= 2
+    for r in lines(tmp_path / "sft_reh.jsonl"):
+        assert not quotes(json.dumps(r["prompt"])) and not quotes(r["response"][0]["content"])
+
+
+def test_a_paraphrase_without_a_long_common_span_is_not_a_leak(tmp_path):
+    stats = distill(quoting_trees(tmp_path, PARAPHRASING), "S", DistillConfig(leak="keep"), tmp_path)
+    assert stats.cf == 2 and stats.cf_leaks == 0 and stats.experienced_actions > 0 and stats.leaking_actions == 0

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import SHARED_DATA
+from conftest import NEEDS_MBPP, SHARED_DATA
 from leafe_recipe import TASKS_DIR
 from leafe_recipe.envs.base import Task, get_family, replay
 from leafe_recipe.envs.code import DatasetUnavailable, expert_action
@@ -126,7 +126,7 @@ def test_plugin_registers_leafe_agent_beside_lm_evals_models():
     assert {"hf", "vllm"} <= set(model_registry.keys())
 
 
-@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS_MBPP) if "mbpp" in n else n for n in TASKS])
 def test_every_task_builds_offline_with_pinned_sampling(name):
     task = manager(**OFFLINE).load([name])["tasks"][name]
     cfg = task.config
@@ -148,6 +148,7 @@ def test_every_task_builds_offline_with_pinned_sampling(name):
     assert doc["system"] == family.system_prompt
 
 
+@NEEDS_MBPP
 def test_chat_prompt_of_a_single_turn_task_is_the_pipelines(tiny_model):
     """With --apply_chat_template, lm-eval's hf/vllm prompt is exactly the rollout's prompt."""
     from transformers import AutoTokenizer
@@ -164,6 +165,7 @@ def test_chat_prompt_of_a_single_turn_task_is_the_pipelines(tiny_model):
     assert context == expected
 
 
+@NEEDS_MBPP
 def test_data_overrides_and_paths(tmp_path):
     tm = manager(sokoban={"n_test": 3, "kwargs": {"max_steps": 5}, "tasks": {"dim": [7, 7]}})
     docs = tm.load(["leafe_sokoban"])["tasks"]["leafe_sokoban"].eval_docs
@@ -177,7 +179,7 @@ def test_data_overrides_and_paths(tmp_path):
     data.mkdir(parents=True)
     (data / "mbpp.jsonl").write_text("".join(MBPP.read_text().splitlines(True)[:15]))
     leafe = read_yaml(TASKS_DIR / TASKS["leafe_mbpp"])["dataset_kwargs"]["leafe"]
-    leafe["tasks"]["path"] = "data/mbpp.jsonl"
+    leafe["tasks"] = {"path": "data/mbpp.jsonl"}
     variant(tmp_path / "variants", "leafe_mbpp", "leafe_mbpp_rel", dataset_kwargs={"leafe": leafe})
     cwd = os.getcwd()
     os.chdir(tmp_path)
@@ -189,6 +191,29 @@ def test_data_overrides_and_paths(tmp_path):
     # ... a config loaded inline (lm-eval's route for `--tasks FILE.yaml`) has no folder: the path must be absolute
     with pytest.raises(plugin.LeafeEvalError, match="relative.*absolute path"):
         plugin.leafe_dataset(leafe=leafe, config_source="inline")
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_a_task_takes_every_setting_from_its_environment_config(name):
+    """Settings are written once, in hydra_conf/env/<env>.yaml: a task YAML names its environment
+    and only what differs (its size, a single-turn variant), and the built task carries the rest."""
+    from omegaconf import OmegaConf
+
+    from leafe_recipe import CONF_DIR
+
+    leafe = read_yaml(TASKS_DIR / TASKS[name])["dataset_kwargs"]["leafe"]
+    assert set(leafe) <= {"env", "n_test", "tasks", "kwargs"}
+    assert read_yaml(TASKS_DIR / TASKS[name])["include"] == "../_leafe_template_yaml"
+    env = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "env" / f"{leafe['env']}.yaml"), resolve=True)
+    spec = plugin.task_spec(leafe, {})
+    assert spec["kwargs"] == {**env["kwargs"], **leafe.get("kwargs", {})}
+    assert spec["tasks"] == {**env["tasks"], **leafe.get("tasks", {})}
+    assert spec["history_window"] == env["history_window"]
+    metadata = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC)}
+    if "mbpp" in name and not MBPP.exists():
+        pytest.skip(f"{MBPP} not found")
+    task = manager(**metadata).load([name])["tasks"][name]
+    assert task.config.generation_kwargs["max_gen_toks"] == env["max_new_tokens"]
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
@@ -212,6 +237,7 @@ def scripted_mbpp(doc, k):
     return expert_action(task) if k < c else "I do not know."
 
 
+@NEEDS_MBPP
 def test_single_turn_pass_at_k_is_exact_and_logged(tmp_path):
     variant(tmp_path, "leafe_mbpp", "leafe_mbpp_n4", repeats=4)
     results = run(ScriptedLM(scripted_mbpp), ["leafe_mbpp_n4"], manager(tmp_path, mbpp_path=str(MBPP)), limit=3)
@@ -230,12 +256,14 @@ def test_single_turn_pass_at_k_is_exact_and_logged(tmp_path):
     assert samples[1]["resps"][0][0] == expert_action(Task.from_json(json.loads(samples[1]["doc"]["task"])))
 
 
+@NEEDS_MBPP
 def test_code_task_needs_confirm_run_unsafe_code(tmp_path):
     variant(tmp_path, "leafe_mbpp", "leafe_mbpp_n2", repeats=2)
     with pytest.raises(ValueError, match="leafe_mbpp_n2 which is marked as unsafe.*confirm_run_unsafe_code=True"):
         run(ScriptedLM(scripted_mbpp), ["leafe_mbpp_n2"], manager(tmp_path, mbpp_path=str(MBPP)), limit=1, confirm_run_unsafe_code=False)
 
 
+@NEEDS_MBPP
 def test_k_greater_than_n_is_a_clear_error(tmp_path):
     variant(tmp_path, "leafe_mbpp", "leafe_mbpp_n4", repeats=4)
     tm = manager(tmp_path, mbpp_path=str(MBPP), mbpp={"ks": [1, 8]})
@@ -391,6 +419,7 @@ def test_lm_eval_validate_accepts_every_task(cli_runs):
 
 
 @pytest.mark.slow
+@NEEDS_MBPP
 def test_lm_eval_hf_single_turn_end_to_end(cli_runs):
     out, _ = _ok(cli_runs, "hf_mbpp")
     metrics = check_run(out, "leafe_mbpp_small")
@@ -445,3 +474,26 @@ def test_evaluate_checkpoint_on_tiny(tmp_path):
     assert [summary["pass_at_k"][str(k)] for k in recomputed] == pytest.approx(list(recomputed.values()), abs=1e-12)
     assert summary["mean_turns"] == 3.0
     assert result["results"]["configs"]["leafe_sokoban"]["repeats"] == 3
+
+
+def test_a_checkpoint_is_evaluated_with_the_window_it_was_trained_with(tmp_path, tiny_model):
+    import shutil
+
+    from leafe_recipe.prompts import write_prompt_settings
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(tiny_model, checkpoint)
+    write_prompt_settings(checkpoint, 1, "sokoban")
+    variant(tmp_path / "v", "leafe_sokoban", "leafe_sokoban_n1", repeats=1)
+    tm = manager(tmp_path / "v", sokoban={"n_test": 1, "kwargs": {"max_steps": 2}})
+
+    def window_used(agent, tm=tm):
+        sample = run(agent, ["leafe_sokoban_n1"], tm, gen_kwargs="max_gen_toks=8")["samples"]["leafe_sokoban_n1"][0]
+        record = json.loads(sample["filtered_resps"][0][0])
+        return record["history_window"], record["history_window_source"]
+
+    assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint))) == (1, "checkpoint leafe_prompt.json")  # task says 2
+    assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint), history_window="3")) == (3, "model_args")
+    override = manager(tmp_path / "v", sokoban={"n_test": 1, "kwargs": {"max_steps": 2}, "history_window": None})
+    assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint)), override) == (None, "metadata")
+    assert window_used(plugin.LeafeAgent(pretrained=tiny_model)) == (2, "task")

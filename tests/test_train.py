@@ -191,12 +191,12 @@ def test_cpu_sft_of_two_mixed_files_writes_a_loadable_checkpoint(tiny_model, d_c
 
 @pytest.mark.slow
 def test_a_failed_run_raises_with_openrlhfs_message_and_the_command(tiny_model, d_cf, tmp_path):
-    cfg = small_run(tiny_model, [str(d_cf), str(tmp_path / "missing.jsonl")], tmp_path / "ckpt")
+    cfg = small_run(str(tmp_path / "no-such-model"), [str(d_cf)], tmp_path / "ckpt")
     with pytest.raises(TrainingError) as failure:
         train(cfg, num_gpus=0)
     text = str(failure.value)
     assert shlex.join(sft_command(cfg, 0)) in text
-    assert "FileNotFoundError" in text and "missing.jsonl" in text
+    assert "no-such-model" in text.split("its last output")[1]  # OpenRLHF's own words about it
     assert failure.value.returncode != 0
 
 
@@ -209,3 +209,25 @@ def test_lora_run_is_merged_into_one_checkpoint(tiny_model, d_cf, tmp_path):
     assert not any("lora" in name for name in model.state_dict())
     assert changed_parameters(tiny_model, out)
     assert (out / "lora_adapter" / "adapter_config.json").exists()
+
+
+def test_examples_per_epoch_is_what_openrlhf_draws(tmp_path):
+    """The batch check counts the examples exactly as OpenRLHF's blending_datasets mixes them."""
+    from types import SimpleNamespace
+
+    from openrlhf.datasets.utils import blending_datasets
+
+    from leafe_recipe.train import SFTConfig, TrainingDataError, check_batch, examples_per_epoch
+
+    cf, reh = tmp_path / "cf.jsonl", tmp_path / "reh.jsonl"
+    cf.write_text('{"a": 1}\n' * 7)
+    reh.write_text('{"a": 1}\n' * 30)
+    strategy = SimpleNamespace(print=lambda *a: None, is_rank_0=lambda: False, args=SimpleNamespace(use_ms=False))
+    for probs in ([0.5, 0.5], [0.25, 0.75], None):
+        cfg = SFTConfig(model="m", datasets=[str(cf), str(reh)], output_dir=str(tmp_path), dataset_probs=probs)
+        theirs = blending_datasets(f"{cf},{reh}", probs and ",".join(map(str, probs)), strategy, cfg.seed)
+        assert examples_per_epoch(cfg) == len(theirs), probs
+    cfg = SFTConfig(model="m", datasets=[str(cf)], output_dir=str(tmp_path), train_batch_size=8, micro_train_batch_size=4)
+    with pytest.raises(TrainingDataError, match=r"7 training examples per epoch .* one batch of 8 .*at most 7"):
+        check_batch(cfg, world_size=1)
+    assert check_batch(SFTConfig(model="m", datasets=[str(cf)], output_dir=str(tmp_path), train_batch_size=4, micro_train_batch_size=2), 1) == 7

@@ -61,6 +61,7 @@ class EnvFamily:
     # Replay compares observations through this (e.g. sorting an unordered list of objects)
     # for a simulator that is deterministic only up to such differences; None: exactly.
     canonical: Callable[[str], str] | None = None
+    runs_code: bool = False  # its environments execute model-written programs (in the sandbox)
 
 
 REGISTRY: dict[str, EnvFamily] = {}

@@ -841,6 +841,6 @@ HUMANEVAL_SYSTEM_PROMPT = (
     "signature and imports included, in one ```python code block."
 )
 
-register("codecontests", EnvFamily(make=CodeEnv, tasks=codecontests_tasks, system_prompt=CODECONTESTS_SYSTEM_PROMPT))
-register("mbpp", EnvFamily(make=CodeEnv, tasks=mbpp_tasks, system_prompt=MBPP_SYSTEM_PROMPT))
-register("humaneval", EnvFamily(make=CodeEnv, tasks=humaneval_tasks, system_prompt=HUMANEVAL_SYSTEM_PROMPT))
+register("codecontests", EnvFamily(CodeEnv, codecontests_tasks, CODECONTESTS_SYSTEM_PROMPT, runs_code=True))
+register("mbpp", EnvFamily(CodeEnv, mbpp_tasks, MBPP_SYSTEM_PROMPT, runs_code=True))
+register("humaneval", EnvFamily(CodeEnv, humaneval_tasks, HUMANEVAL_SYSTEM_PROMPT, runs_code=True))

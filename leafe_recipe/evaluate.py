@@ -1,0 +1,108 @@
+"""The evaluate stage every method ends with, and the `base` method (the model as it is).
+
+Pass@k of a model on the held-out tasks of `cfg.env`, through lm-eval's task
+`cfg.env.eval_task` with the `leafe-agent` model (`evaluate_checkpoint`), so the app's
+numbers and `leafe-eval`'s come from one code path. A finished evaluation is kept in the
+evaluation cache under the hash of everything that produced it (the model's identity,
+task, samples, sampling, history window, seed, environment settings) and reused only
+when all of them match, before any model is loaded; in a Hydra multirun the cache is the
+sweep's, so a base model is evaluated once for all the cells that share it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from leafe_recipe.envs.base import EnvFamily
+from leafe_recipe.policy import BackendConfig, Policy, Sampling, make_policy
+from leafe_recipe.records import key_hash, model_identity, write_json
+from leafe_recipe.tiny import resolve_model
+
+PolicyLoader = Callable[[], Policy]
+
+
+def plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def sampling_from(node: DictConfig, seed: int) -> Sampling:
+    s = plain(node)
+    return Sampling(**{**s, "stop": tuple(s["stop"]), "seed": seed})
+
+
+def policy_loader(cfg: DictConfig, model_path: str) -> PolicyLoader:
+    """Load the generation backend on first use only (a stage whose output is on disk needs none)."""
+    loaded: list[Policy] = []
+
+    def load() -> Policy:
+        if not loaded:
+            loaded.append(make_policy(model_path, BackendConfig(**plain(cfg.backend))))
+        return loaded[0]
+
+    return load
+
+
+def evaluation_key(cfg: DictConfig, model_path: str) -> dict[str, Any]:
+    return {
+        "stage": "evaluate",
+        "model": model_identity(model_path),
+        "task": cfg.env.eval_task,
+        "n_samples": cfg.n_samples,
+        "sampling": plain(cfg.sampling),
+        "history_window": cfg.env.history_window,
+        "seed": cfg.seed,
+        "env": {"n_test": cfg.env.n_test, "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs)},
+    }
+
+
+def evaluate(cfg: DictConfig, model_path: str, label: str, run_dir: Path, load: PolicyLoader | None = None) -> dict[str, Any]:
+    """Pass@k of `model_path` (its summary, also written to run_dir/eval_<label>.json)."""
+    from leafe_recipe.lm_eval_plugin import evaluate_checkpoint
+
+    key = evaluation_key(cfg, model_path)
+    folder = Path(cfg.eval_cache_dir) / f"{cfg.env.eval_task}-{key_hash(key)}"
+    done = folder / "summary.json"
+    start = time.monotonic()
+    if done.exists():
+        summary = json.loads(done.read_text())["summary"]
+        note = "reused from " + str(folder)
+    else:
+        s = cfg.sampling
+        gen_kwargs = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "max_gen_toks": s.max_new_tokens}
+        if s.stop:
+            gen_kwargs["until"] = list(s.stop)
+        env = {"n_test": cfg.env.n_test, "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs)}
+        out = evaluate_checkpoint(
+            label,
+            cfg.env.eval_task,
+            cfg.backend.name,
+            n_samples=cfg.n_samples,
+            gen_kwargs=gen_kwargs,
+            output_path=folder / "lm_eval",
+            model_args={"max_concurrent": cfg.max_concurrent, "history_window": cfg.env.history_window},
+            metadata={cfg.env.name: env},
+            seed=cfg.seed,
+            policy=(load or policy_loader(cfg, model_path))(),
+        )
+        summary = {
+            **out["tasks"][cfg.env.eval_task],
+            "history_window": cfg.env.history_window,
+            "samples_dir": out["output_path"],
+        }
+        write_json(done, {"key": key, "summary": summary})
+        note = f"{time.monotonic() - start:.0f} s"
+    write_json(run_dir / f"eval_{label}.json", summary)
+    passk = ", ".join(f"Pass@{k} {100 * v:.1f}" for k, v in summary["pass_at_k"].items())
+    print(f"[evaluate {label}] {summary['n_tasks']} tasks x {summary['n_samples']} samples: {passk} ({note})", flush=True)
+    return summary
+
+
+def run_base(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
+    """method=base: evaluate `model` as it is."""
+    path = resolve_model(cfg.model)
+    return {"runs": {"base": evaluate(cfg, path, "base", run_dir)}}
