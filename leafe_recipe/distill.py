@@ -28,7 +28,6 @@ sft_cf.jsonl, sft_reh.jsonl, and distill_stats.json (the `DistillStats` fields).
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from leafe_recipe.prompts import build_messages
-from leafe_recipe.records import read_jsonl
+from leafe_recipe.records import read_jsonl, write_jsonl
 from leafe_recipe.rollout import task_key
 
 
@@ -211,18 +210,7 @@ def distill(trees_path: str | Path, system_prompt: str, config: DistillConfig, o
                 reh.append(sft_record(system_prompt, n["observations"], c.actions, step, config.history_window, task=key, node=n["id"], step=step))
     stats.cf, stats.reh = len(cf), len(reh)
     stats.cf_leak_share = stats.cf_leaks / cf_considered if cf_considered else None
-    _write_jsonl(out_dir / "sft_cf.jsonl", cf)
-    _write_jsonl(out_dir / "sft_reh.jsonl", reh)
+    write_jsonl(out_dir / "sft_cf.jsonl", cf)
+    write_jsonl(out_dir / "sft_reh.jsonl", reh)
     (out_dir / "distill_stats.json").write_text(json.dumps(asdict(stats), indent=2))
     return stats
-
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Whole-file replace: a killed run leaves the previous file or the new one, never half."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -47,24 +47,31 @@ def policy_loader(cfg: DictConfig, model_path: str) -> PolicyLoader:
     return load
 
 
-def evaluation_key(cfg: DictConfig, model_path: str) -> dict[str, Any]:
+ENV_WINDOW = object()  # evaluate with the run's history window (cfg.env.history_window)
+
+
+def evaluation_key(cfg: DictConfig, model_path: str, window: int | None) -> dict[str, Any]:
     return {
         "stage": "evaluate",
         "model": model_identity(model_path),
         "task": cfg.env.eval_task,
         "n_samples": cfg.n_samples,
         "sampling": plain(cfg.sampling),
-        "history_window": cfg.env.history_window,
+        "history_window": window,
         "seed": cfg.seed,
         "env": {"n_test": cfg.env.n_test, "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs)},
     }
 
 
-def evaluate(cfg: DictConfig, model_path: str, label: str, run_dir: Path, load: PolicyLoader | None = None) -> dict[str, Any]:
-    """Pass@k of `model_path` (its summary, also written to run_dir/eval_<label>.json)."""
+def evaluate(
+    cfg: DictConfig, model_path: str, label: str, run_dir: Path, load: PolicyLoader | None = None, window: Any = ENV_WINDOW
+) -> dict[str, Any]:
+    """Pass@k of `model_path` (its summary, also written to run_dir/eval_<label>.json), with the
+    run's history window unless `window` says another (a checkpoint trained with another)."""
     from leafe_recipe.lm_eval_plugin import evaluate_checkpoint
 
-    key = evaluation_key(cfg, model_path)
+    window = cfg.env.history_window if window is ENV_WINDOW else window
+    key = evaluation_key(cfg, model_path, window)
     folder = Path(cfg.eval_cache_dir) / f"{cfg.env.eval_task}-{key_hash(key)}"
     done = folder / "summary.json"
     start = time.monotonic()
@@ -84,14 +91,14 @@ def evaluate(cfg: DictConfig, model_path: str, label: str, run_dir: Path, load: 
             n_samples=cfg.n_samples,
             gen_kwargs=gen_kwargs,
             output_path=folder / "lm_eval",
-            model_args={"max_concurrent": cfg.max_concurrent, "history_window": cfg.env.history_window},
+            model_args={"max_concurrent": cfg.max_concurrent, "history_window": window},
             metadata={cfg.env.name: env},
             seed=cfg.seed,
             policy=(load or policy_loader(cfg, model_path))(),
         )
         summary = {
             **out["tasks"][cfg.env.eval_task],
-            "history_window": cfg.env.history_window,
+            "history_window": window,
             "samples_dir": out["output_path"],
         }
         write_json(done, {"key": key, "summary": summary})

@@ -10,32 +10,32 @@ without exploring again.
 
 `method.ablation=rehearsal_only` trains on D_reh alone (the paper's Table 4 ablation);
 without it a run whose D_cf is empty stops instead of silently becoming that ablation.
+
+method=leafe_rl (`run_rl`) is the paper's "LEAFE + RL": GRPO first (`method.grpo`, the
+settings of method=grpo), then LEAFE from the GRPO checkpoint, with the prompts GRPO
+trained it with (the whole history).
 """
 
 from __future__ import annotations
 
 import gc
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from leafe_recipe.distill import DistillConfig, DistillStats, distill
 from leafe_recipe.envs.base import EnvFamily
 from leafe_recipe.evaluate import evaluate, plain, policy_loader, sampling_from
 from leafe_recipe.explore import ExploreConfig, explore
-from leafe_recipe.prompts import write_prompt_settings
-from leafe_recipe.records import claim, model_identity, read_jsonl, write_json
+from leafe_recipe.records import claim, model_identity, read_jsonl
 from leafe_recipe.report import explore_summary
 from leafe_recipe.rollout import task_key
 from leafe_recipe.tiny import resolve_model
-from leafe_recipe.train import SFTConfig, leafe_mixture, train
+from leafe_recipe.train import NEW_FOLDER, SFTConfig, leafe_mixture, train_checkpoint
 
 ABLATIONS = (None, "rehearsal_only")
-NEW_FOLDER = "Use a new run folder (drop hydra.run.dir), or delete that output to make it again."
-COMPLETE = ".complete.json"  # inside the checkpoint: its training finished (the key it was trained with)
 
 
 class LeafeError(RuntimeError):
@@ -64,27 +64,14 @@ def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
         flush=True,
     )
     datasets, probs = _training_data(m, stats, run_dir)
-    checkpoint = run_dir / "checkpoint"
-    sft = SFTConfig(model=init, datasets=datasets, dataset_probs=probs, output_dir=str(checkpoint), **plain(m.sft))
-    key = {
-        "stage": "train",
-        "init": model_identity(init),
-        "data": {Path(d).name: hashlib.sha256(Path(d).read_bytes()).hexdigest()[:16] for d in datasets},
-        "dataset_probs": probs,
-        "sft": plain(m.sft),
-        "history_window": window,
-    }
-    claim(checkpoint, key, NEW_FOLDER)
-    if not (checkpoint / COMPLETE).exists():
-        start = time.monotonic()
-        train(sft)
-        write_prompt_settings(checkpoint, window, cfg.env.name)
-        write_json(checkpoint / COMPLETE, key)
-        print(f"[train] {checkpoint} ({time.monotonic() - start:.0f} s; log: {checkpoint / 'train.log'})", flush=True)
+    sft = SFTConfig(model=init, datasets=datasets, dataset_probs=probs, output_dir=str(run_dir / "checkpoint"), **plain(m.sft))
+    checkpoint = train_checkpoint(sft, window, cfg.env.name)
     runs["leafe"] = evaluate(cfg, str(checkpoint), "leafe", run_dir)
+    exploration = explore_summary(trees)
     return {
         "runs": runs,
-        "exploration": explore_summary(trees),
+        "ledger": {"tasks": exploration["tasks"], **exploration["totals"]},
+        "exploration": exploration,
         "distillation": stats.__dict__,
         "checkpoint": str(checkpoint),
     }
@@ -153,3 +140,20 @@ def _training_data(m: DictConfig, stats: DistillStats, run_dir: Path) -> tuple[l
             "to train on D_reh alone on purpose, ask for the ablation: method.ablation=rehearsal_only."
         )
     return leafe_mixture(cf, reh, m.beta)
+
+
+def run_rl(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
+    """method=leafe_rl: GRPO, then LEAFE starting from its checkpoint; reports both."""
+    from baselines.grpo import WINDOW, train_grpo
+
+    start = resolve_model(cfg.method.init or cfg.model)
+    base = evaluate(cfg, start, "base", run_dir)
+    checkpoint, grpo = train_grpo(cfg, cfg.method.grpo, family, start, run_dir / "grpo")
+    if checkpoint is None:  # a dry run of the GPU engine
+        return {"runs": {"base": base}, "grpo": grpo}
+    with open_dict(cfg):
+        cfg.method.init = str(checkpoint)
+        cfg.env.history_window = WINDOW
+    out = run(cfg, family, run_dir)
+    runs = out.pop("runs")
+    return {"runs": {"base": base, "grpo": runs["init"], "leafe_rl": runs["leafe"]}, "grpo": grpo, **out}

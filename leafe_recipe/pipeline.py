@@ -36,6 +36,10 @@ from leafe_recipe.tiny import resolve_model
 METHODS = {
     "base": "leafe_recipe.evaluate:run_base",
     "leafe": "leafe_recipe.leafe:run",
+    "imitation": "baselines.imitation:run",
+    "early_experience": "baselines.early_experience:run",
+    "grpo": "baselines.grpo:run",
+    "leafe_rl": "leafe_recipe.leafe:run_rl",
 }
 
 

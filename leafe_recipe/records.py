@@ -117,6 +117,19 @@ def claim(output: str | Path, key: dict[str, Any], remedy: str) -> None:
     write_json(path, key)
 
 
+def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
+    """A whole derived file (SFT data): replaced at once, never left half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_json(path: str | Path, value: Any) -> None:
     """Whole-file replace: a killed run leaves the old file or the new one, never half of one."""
     path = Path(path)

@@ -12,16 +12,23 @@ Without CUDA it is `python -m leafe_recipe.train ...` with the same flags: this 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
+import time
 import runpy
 import shlex
 import socket
 import subprocess
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from leafe_recipe.prompts import write_prompt_settings
+from leafe_recipe.records import claim, model_identity, write_json
 
 CPU_SHIM = Path(__file__).resolve().parent / "cpu_shim"  # holds the flash_attn stand-in
 LOG_NAME = "train.log"
@@ -153,26 +160,47 @@ def merge_command(cfg: SFTConfig) -> list[str]:
     ]  # fmt: skip
 
 
-def examples_per_epoch(cfg: SFTConfig) -> int:
-    """How many examples OpenRLHF's train_sft draws per epoch from `cfg.datasets`: their
-    concatenation, or with `dataset_probs` the same seeded `datasets.interleave_datasets`
-    ("all_exhausted") its `blending_datasets` runs; capped by `max_samples`."""
-    cap = int(cfg.max_samples if cfg.max_samples is not None else 1_000_000)  # train_sft's default
-    sizes = [min(cap, sum(1 for line in open(path, encoding="utf-8") if line.strip())) for path in cfg.datasets]
-    if cfg.dataset_probs is None:
-        return min(cap, sum(sizes))
-    from datasets import Dataset, interleave_datasets
+def _fits(path: str, tokenizer, max_len: int) -> list[bool]:
+    """Per record of an SFT file: does OpenRLHF's SFTDataset keep it? It drops a record whose
+    prompt, chat-templated, is max_len - 2 tokens or longer, or whose prompt or response is empty."""
+    kept = []
+    for line in open(path, encoding="utf-8"):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        prompt = tokenizer.apply_chat_template(record[INPUT_KEY], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(record[INPUT_KEY] + record[OUTPUT_KEY], tokenize=False)
+        n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        kept.append(bool(prompt) and len(full) > len(prompt) and n < max_len - 2)
+    return kept
 
-    parts = [Dataset.from_dict({"i": list(range(n))}) for n in sizes]
-    mixed = interleave_datasets(parts, probabilities=cfg.dataset_probs, seed=cfg.seed, stopping_strategy="all_exhausted")
-    return min(cap, len(mixed))
+
+def data_per_epoch(cfg: SFTConfig) -> tuple[int, int]:
+    """(examples drawn per epoch, of which OpenRLHF keeps): the files' concatenation, or with
+    `dataset_probs` the same seeded `datasets.interleave_datasets` ("all_exhausted") that its
+    `blending_datasets` runs, capped by `max_samples`; then its SFTDataset's length filter."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    cap = int(cfg.max_samples if cfg.max_samples is not None else 1_000_000)  # train_sft's default
+    kept = [_fits(path, tokenizer, cfg.max_len)[:cap] for path in cfg.datasets]
+    if cfg.dataset_probs is None:
+        rows = [(i, j) for i, file in enumerate(kept) for j in range(len(file))]
+    else:
+        from datasets import Dataset, interleave_datasets
+
+        parts = [Dataset.from_dict({"f": [i] * len(file), "j": list(range(len(file)))}) for i, file in enumerate(kept)]
+        mixed = interleave_datasets(parts, probabilities=cfg.dataset_probs, seed=cfg.seed, stopping_strategy="all_exhausted")
+        rows = list(zip(mixed["f"], mixed["j"]))
+    rows = rows[:cap]
+    return len(rows), sum(kept[i][j] for i, j in rows)
 
 
 def check_batch(cfg: SFTConfig, world_size: int) -> int:
     """Stop before launching the trainer when the data cannot fill one batch (OpenRLHF would
     stop later with "Training must contain at least one complete gradient-accumulation
     window"); return the examples per epoch."""
-    n = examples_per_epoch(cfg)
+    drawn, n = data_per_epoch(cfg)
     per_step = cfg.micro_train_batch_size * world_size
     if cfg.train_batch_size % per_step:
         raise TrainingDataError(
@@ -180,37 +208,78 @@ def check_batch(cfg: SFTConfig, world_size: int) -> int:
             f"{cfg.micro_train_batch_size} (method.sft.micro_train_batch_size) times the {world_size} training processes"
         )
     if n < cfg.train_batch_size:
+        long = f", {drawn - n} of {drawn} of them dropped as longer than method.sft.max_len={cfg.max_len} tokens" if drawn > n else ""
         raise TrainingDataError(
-            f"{n} training examples per epoch ({', '.join(str(d) for d in cfg.datasets)}) cannot fill one batch of "
-            f"{cfg.train_batch_size} (method.sft.train_batch_size). Lower method.sft.train_batch_size to at most {n} "
-            f"(and method.sft.micro_train_batch_size to a divisor of it), or make more data (more train tasks: "
-            "env.n_train; a larger budget). Rerun in the same folder (hydra.run.dir=...) to keep the data made so far."
+            f"{n} training examples per epoch ({', '.join(str(d) for d in cfg.datasets)}{long}) cannot fill one batch "
+            f"of {cfg.train_batch_size} (method.sft.train_batch_size). Lower method.sft.train_batch_size to at most "
+            f"{max(n, 1)} (and method.sft.micro_train_batch_size to a divisor of it)"
+            + (", raise method.sft.max_len" if drawn > n else "")
+            + ", or make more data (more train tasks: env.n_train; a larger budget). Rerun in the same folder "
+            "(hydra.run.dir=...) to keep the data made so far."
         )
     return n
 
 
-def train(cfg: SFTConfig, num_gpus: int | None = None) -> Path:
+def train(cfg: SFTConfig, num_gpus: int | None = None, check: bool = True) -> Path:
     """Run the SFT (and, for LoRA, the merge); return the checkpoint directory, `cfg.output_dir`.
 
     `num_gpus` defaults to every visible CUDA device (none: the CPU launcher). The data
-    is checked against the batch first (`check_batch`).
+    is checked against the batch first (`check_batch`) unless `check` is false.
     """
     if num_gpus is None:
-        import torch
-
-        num_gpus = torch.cuda.device_count()
-    check_batch(cfg, max(1, num_gpus))
+        num_gpus = _visible_gpus()
+    if check:
+        check_batch(cfg, max(1, num_gpus))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG_NAME
     log.write_text("")
-    _run(sft_command(cfg, num_gpus), log)
+    run_logged(sft_command(cfg, num_gpus), log)
     if cfg.lora_rank > 0:
-        _run(merge_command(cfg), log)
+        run_logged(merge_command(cfg), log)
     return out
 
 
-def _run(command: list[str], log: Path) -> None:
+COMPLETE = ".complete.json"  # inside a checkpoint: its training finished (holds the key it was trained with)
+NEW_FOLDER = "Use a new run folder (drop hydra.run.dir), or delete that output to make it again."
+
+
+def train_checkpoint(cfg: SFTConfig, history_window: int | None, env: str, **key_extra: Any) -> Path:
+    """Train `cfg.output_dir` once, keyed by what it is trained from (the start model, the data by
+    content, every SFT setting, the prompt window, and `key_extra`): a rerun reuses a finished
+    checkpoint made with the same key and stops (records.StageMismatch) for another. The
+    checkpoint gets the prompt settings it was trained with (prompts.PROMPT_SETTINGS)."""
+    checkpoint = Path(cfg.output_dir)
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("model", "datasets", "dataset_probs", "output_dir")}
+    key = {
+        "stage": "train",
+        "init": model_identity(cfg.model),
+        "data": {Path(d).name: hashlib.sha256(Path(d).read_bytes()).hexdigest()[:16] for d in cfg.datasets},
+        "dataset_probs": cfg.dataset_probs,
+        "sft": settings,
+        "history_window": history_window,
+        **key_extra,
+    }
+    claim(checkpoint, key, NEW_FOLDER)
+    if (checkpoint / COMPLETE).exists():
+        print(f"[train] {checkpoint} already trained", flush=True)
+        return checkpoint
+    start = time.monotonic()
+    n = check_batch(cfg, max(1, _visible_gpus()))
+    train(cfg, check=False)
+    write_prompt_settings(checkpoint, history_window, env)
+    write_json(checkpoint / COMPLETE, key)
+    print(f"[train] {n} examples x {cfg.epochs} epochs -> {checkpoint} ({time.monotonic() - start:.0f} s; log: {checkpoint / LOG_NAME})", flush=True)
+    return checkpoint
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def run_logged(command: list[str], log: Path) -> None:
     """Run `command`, teeing its output to `log` and the console; a failure raises TrainingError."""
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with open(log, "a", encoding="utf-8", buffering=1) as f:

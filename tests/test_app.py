@@ -62,3 +62,34 @@ def test_backend_vllm_without_a_gpu_stops_with_what_to_do(tmp_path):
     proc = leafe("backend=vllm", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 1
     assert "backend=vllm needs vLLM and a CUDA GPU" in proc.stderr
+
+
+METHOD_RUNS = {
+    "imitation": ([], {"base", "imitation"}, 2),
+    "early_experience": ([], {"base", "early_experience_iwm"}, 2),
+    "early_experience_sr": (["method=early_experience", "method.variant=sr"], {"base", "early_experience_sr"}, 2),
+    "grpo": ([], {"base", "grpo"}, None),
+    "leafe_rl": ([], {"base", "grpo", "leafe_rl"}, None),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(METHOD_RUNS))
+def test_every_method_runs_end_to_end_on_the_tiny_model(name, tmp_path):
+    extra, labels, window = METHOD_RUNS[name]
+    method = extra or [f"method={name}"]
+    run = tmp_path / "run"
+    args = (*method, "experiment=smoke", "env.n_train=4", "env.n_test=2", "n_samples=2", "budget=24", f"hydra.run.dir={run}")
+    proc = leafe(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["runs"]) == labels and all(r["n_tasks"] == 2 for r in results["runs"].values())
+    checkpoint = Path(results["checkpoint"])
+    # each checkpoint carries the window it was trained with: GRPO's whole history, the SFT methods' env window
+    assert json.loads((checkpoint / "leafe_prompt.json").read_text())["history_window"] == window
+    if name in ("grpo", "leafe_rl"):
+        grpo = results["ledger"] if name == "grpo" else results["grpo"]
+        assert grpo["engine"] == "trl" and grpo["env_steps"] > 0 and grpo["passes"] == 1
+        assert results["runs"]["grpo"]["history_window"] is None
+    else:
+        assert results["ledger"]["expert_steps"] > 0

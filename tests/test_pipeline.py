@@ -10,7 +10,7 @@ import pytest
 from leafe_recipe.records import read_jsonl
 
 LEAFE = str(Path(sys.executable).parent / "leafe")
-SMALL = ("method=leafe", "experiment=smoke", "env.n_train=4", "env.n_test=2", "n_samples=2", "method.explore.budget=24")
+SMALL = ("method=leafe", "experiment=smoke", "env.n_train=4", "env.n_test=2", "n_samples=2", "budget=24")
 
 
 def leafe(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:

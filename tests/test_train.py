@@ -211,23 +211,33 @@ def test_lora_run_is_merged_into_one_checkpoint(tiny_model, d_cf, tmp_path):
     assert (out / "lora_adapter" / "adapter_config.json").exists()
 
 
-def test_examples_per_epoch_is_what_openrlhf_draws(tmp_path):
-    """The batch check counts the examples exactly as OpenRLHF's blending_datasets mixes them."""
+def test_the_batch_check_counts_the_examples_openrlhf_trains_on(tiny_model, tmp_path):
+    """Examples per epoch as OpenRLHF's blending_datasets mixes the files and its SFTDataset then
+    drops the records whose prompt is too long for max_len: the same count, through its own code."""
     from types import SimpleNamespace
 
+    from openrlhf.datasets import SFTDataset
     from openrlhf.datasets.utils import blending_datasets
+    from transformers import AutoTokenizer
 
-    from leafe_recipe.train import SFTConfig, TrainingDataError, check_batch, examples_per_epoch
+    from leafe_recipe.train import SFTConfig, TrainingDataError, check_batch, data_per_epoch
+
+    def record(chars):
+        return json.dumps({"prompt": [{"role": "user", "content": "x" * chars}], "response": [{"role": "assistant", "content": "y"}]})
 
     cf, reh = tmp_path / "cf.jsonl", tmp_path / "reh.jsonl"
-    cf.write_text('{"a": 1}\n' * 7)
-    reh.write_text('{"a": 1}\n' * 30)
-    strategy = SimpleNamespace(print=lambda *a: None, is_rank_0=lambda: False, args=SimpleNamespace(use_ms=False))
+    cf.write_text("".join(record(10 if i % 3 else 400) + "\n" for i in range(7)))  # 3 of 7 too long for 256
+    reh.write_text("".join(record(20) + "\n" for _ in range(30)))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    args = SimpleNamespace(use_ms=False, data=SimpleNamespace(input_key="prompt", output_key="response", apply_chat_template=True))
+    strategy = SimpleNamespace(print=lambda *a: None, is_rank_0=lambda: False, args=args)
     for probs in ([0.5, 0.5], [0.25, 0.75], None):
-        cfg = SFTConfig(model="m", datasets=[str(cf), str(reh)], output_dir=str(tmp_path), dataset_probs=probs)
-        theirs = blending_datasets(f"{cf},{reh}", probs and ",".join(map(str, probs)), strategy, cfg.seed)
-        assert examples_per_epoch(cfg) == len(theirs), probs
-    cfg = SFTConfig(model="m", datasets=[str(cf)], output_dir=str(tmp_path), train_batch_size=8, micro_train_batch_size=4)
-    with pytest.raises(TrainingDataError, match=r"7 training examples per epoch .* one batch of 8 .*at most 7"):
+        cfg = SFTConfig(model=tiny_model, datasets=[str(cf), str(reh)], output_dir=str(tmp_path), dataset_probs=probs, max_len=256)
+        blended = blending_datasets(f"{cf},{reh}", probs and ",".join(map(str, probs)), strategy, cfg.seed)
+        kept = SFTDataset(blended, tokenizer, cfg.max_len, strategy, num_processors=1)
+        assert data_per_epoch(cfg) == (len(blended), len(kept)), probs
+    cfg = SFTConfig(model=tiny_model, datasets=[str(cf)], output_dir=str(tmp_path), max_len=256, train_batch_size=8, micro_train_batch_size=4)
+    with pytest.raises(TrainingDataError, match=r"4 training examples per epoch .*3 of 7 of them dropped as longer than method.sft.max_len=256.* one batch of 8"):
         check_batch(cfg, world_size=1)
-    assert check_batch(SFTConfig(model="m", datasets=[str(cf)], output_dir=str(tmp_path), train_batch_size=4, micro_train_batch_size=2), 1) == 7
+    small = SFTConfig(model=tiny_model, datasets=[str(cf)], output_dir=str(tmp_path), max_len=256, train_batch_size=4, micro_train_batch_size=2)
+    assert check_batch(small, 1) == 4

@@ -62,6 +62,16 @@ class EnvFamily:
     # for a simulator that is deterministic only up to such differences; None: exactly.
     canonical: Callable[[str], str] | None = None
     runs_code: bool = False  # its environments execute model-written programs (in the sandbox)
+    # The answers (as the model should write them) that solve a task, where the family knows
+    # them (Sokoban: the solver's plan; coding: the reference solution): imitation and Early
+    # Experience learn from them.
+    expert: Callable[[Task], list[str] | None] | None = None
+    # Every answer the environment accepts in a state, from its observation, where the
+    # environment has such a list (Sokoban: the four moves); else alternatives are sampled.
+    valid_actions: Callable[[str], list[str]] | None = None
+    # The action an answer amounts to, to compare answers (Sokoban: its move); None where
+    # answers cannot be compared beyond their text.
+    action_key: Callable[[str], str | None] | None = None
 
 
 REGISTRY: dict[str, EnvFamily] = {}
@@ -115,6 +125,22 @@ def replay(
             )
         obs = step.observation
     return obs
+
+
+def expert_trajectory(family: EnvFamily, env_kwargs: dict[str, Any], task: Task) -> tuple[list[str], list[str]] | None:
+    """The expert's answers played in a fresh environment: (observations, actions) when the
+    family has an expert for the task and it solves it within the episode, else None."""
+    actions = family.expert(task) if family.expert is not None else None
+    if not actions:
+        return None
+    env = family.make(**env_kwargs)
+    observations = [env.reset(task)]
+    for i, action in enumerate(actions, start=1):
+        step = env.step(action)
+        observations.append(step.observation)
+        if step.done:
+            return (observations, actions[:i]) if step.success else None
+    return None
 
 
 def _check(task: Task, i: int, expected: str, got: str, same: Callable[[str, str], bool]) -> None:

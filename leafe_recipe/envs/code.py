@@ -841,6 +841,11 @@ HUMANEVAL_SYSTEM_PROMPT = (
     "signature and imports included, in one ```python code block."
 )
 
-register("codecontests", EnvFamily(CodeEnv, codecontests_tasks, CODECONTESTS_SYSTEM_PROMPT, runs_code=True))
-register("mbpp", EnvFamily(CodeEnv, mbpp_tasks, MBPP_SYSTEM_PROMPT, runs_code=True))
-register("humaneval", EnvFamily(CodeEnv, humaneval_tasks, HUMANEVAL_SYSTEM_PROMPT, runs_code=True))
+def _expert(task: Task) -> list[str] | None:
+    answer = expert_action(task)
+    return [answer] if answer else None
+
+
+register("codecontests", EnvFamily(CodeEnv, codecontests_tasks, CODECONTESTS_SYSTEM_PROMPT, runs_code=True, expert=_expert))
+register("mbpp", EnvFamily(CodeEnv, mbpp_tasks, MBPP_SYSTEM_PROMPT, runs_code=True, expert=_expert))
+register("humaneval", EnvFamily(CodeEnv, humaneval_tasks, HUMANEVAL_SYSTEM_PROMPT, runs_code=True, expert=_expert))

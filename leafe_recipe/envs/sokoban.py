@@ -476,6 +476,14 @@ def sokoban_tasks(
     return tasks
 
 
+def expert_answers(task: Task) -> list[str] | None:
+    """The solver's optimal plan, each move as a ReAct answer."""
+    plan = solve(list(task.data["grid"]))
+    if plan is None:
+        return None
+    return [f"Thought: The shortest plan goes {move} next.\nAction: {move}" for move in plan]
+
+
 register(
     "sokoban",
     EnvFamily(
@@ -483,5 +491,8 @@ register(
         tasks=sokoban_tasks,
         system_prompt=SYSTEM_PROMPT,
         fatal_step=lambda task, actions: fatal_step(task.data["grid"], actions),
+        expert=expert_answers,
+        valid_actions=lambda observation: [f"Action: {move}" for move in ACTIONS],
+        action_key=parse_action,
     ),
 )

@@ -1,0 +1,193 @@
+"""method=early_experience: "Agent Learning via Early Experience" (Zhang et al. 2025), the
+reward-free baseline that learns from the outcomes of the agent's own alternative actions.
+
+At the states along expert trajectories (`EnvFamily.expert`, played on the train tasks), K
+alternatives to the expert's action are executed (`alternatives`): the environment's valid
+actions where it lists them (the paper's ALFWorld and ScienceWorld world modelling samples
+them uniformly), else samples from the policy (its WebShop recipe and its self-reflection).
+Reaching a state means resetting the environment and replaying the expert's prefix, so each
+alternative costs that replay plus its own step; a task stops adding alternatives when the
+interaction budget (`budget`, environment steps per task) is spent. Then one of the two
+variants (`method.variant`):
+
+- `iwm`, Implicit World Modeling (`world_model.py`): predict the next observation given the
+  state and an action (alternatives and the expert's own), one epoch, then imitation of the
+  expert from that checkpoint;
+- `sr`, Self-Reflection (`self_reflection.py`): the policy explains why the expert's action
+  beats the alternatives it saw fail; the rationale followed by the expert's answer is the
+  target, mixed with the expert data.
+
+Both train with the same OpenRLHF SFT launch as LEAFE and imitation (`method.sft`, shared
+with method=imitation) and are evaluated like every method.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from baselines.imitation import expert_records, expert_trajectories
+from leafe_recipe.envs.base import EnvFamily, ReplayDivergence, Task, replay
+from leafe_recipe.evaluate import evaluate, plain, policy_loader, sampling_from
+from leafe_recipe.policy import Policy, Sampling
+from leafe_recipe.prompts import build_messages
+from leafe_recipe.records import write_jsonl
+from leafe_recipe.tiny import resolve_model
+from leafe_recipe.train import SFTConfig, train_checkpoint
+
+VARIANTS = ("iwm", "sr")
+SOURCES = ("auto", "valid", "policy")
+
+
+@dataclass
+class State:
+    """An expert state: the task, the expert's trajectory, and the step it is before."""
+
+    task: Task
+    observations: list[str]
+    actions: list[str]
+    i: int  # expert actions taken before this state (0: the first observation)
+    alternatives: list[tuple[str, str]] = field(default_factory=list)  # (action, the observation it led to)
+
+    @property
+    def expert(self) -> tuple[str, str]:
+        return self.actions[self.i], self.observations[self.i + 1]
+
+
+@dataclass
+class Ledger:
+    tasks: int = 0
+    env_steps: int = 0  # the alternatives' own steps
+    replay_steps: int = 0  # steps replayed to reach the expert states
+    model_calls: int = 0
+    gen_tokens: int = 0
+    expert_steps: int = 0
+    replay_divergences: int = 0
+    states: int = 0
+    alternatives: int = 0
+
+
+def expert_states(trajectories) -> list[State]:
+    return [State(task, obs, acts, i) for task, obs, acts in trajectories for i in range(len(acts))]
+
+
+def alternatives(
+    states: list[State],
+    family: EnvFamily,
+    env_kwargs: dict[str, Any],
+    k: int,
+    source: str,
+    budget: int,
+    load_policy,
+    sampling: Sampling,
+    window: int | None,
+    seed: int,
+    ledger: Ledger,
+) -> None:
+    """Fill each state's `alternatives` with up to k (action, next observation) pairs that differ
+    from the expert's action, within `budget` environment steps (replay included) per task."""
+    if source not in SOURCES:
+        raise ValueError(f"method.alternatives={source!r}: use one of {', '.join(SOURCES)}")
+    use_valid = source == "valid" or (source == "auto" and family.valid_actions is not None)
+    if use_valid and family.valid_actions is None:
+        raise ValueError("method.alternatives=valid: this environment does not list its valid actions; use policy")
+    same = family.action_key or (lambda text: text.strip())
+    if use_valid:
+        proposals = []
+        for s in states:
+            valid = family.valid_actions(s.observations[s.i])
+            proposals.append(random.Random(f"{seed}/{s.task.id}/{s.i}").sample(valid, len(valid)))
+    else:  # the policy's proposals; duplicates and unparseable ones are topped up from the valid actions, as the paper does
+        policy: Policy = load_policy()
+        prompts = [build_messages(family.system_prompt, s.observations[: s.i + 1], s.actions[: s.i], window) for s in states]
+        out = policy.generate([p for p in prompts for _ in range(k)], sampling)
+        ledger.model_calls += len(out)
+        ledger.gen_tokens += sum(c.num_tokens for c in out)
+        proposals = []
+        for j, s in enumerate(states):
+            sampled = [c.text for c in out[j * k : (j + 1) * k] if family.action_key is None or family.action_key(c.text)]
+            valid = family.valid_actions(s.observations[s.i]) if family.valid_actions is not None else []
+            proposals.append(sampled + random.Random(f"{seed}/{s.task.id}/{s.i}").sample(valid, len(valid)))
+    spent: dict[str, int] = {}
+    for state, candidates in zip(states, proposals):
+        expert_key, seen = same(state.actions[state.i]), set()
+        for action in candidates:
+            key = same(action)
+            if key == expert_key or key in seen or len(state.alternatives) >= k:
+                continue
+            cost = state.i + 1
+            if spent.get(state.task.id, 0) + cost > budget:
+                break
+            spent[state.task.id] = spent.get(state.task.id, 0) + cost
+            seen.add(key)
+            env = family.make(**env_kwargs)
+            try:
+                replay(env, state.task, state.actions[: state.i], state.observations[: state.i + 1], family.canonical)
+            except ReplayDivergence as err:
+                ledger.replay_divergences += 1
+                ledger.replay_steps += err.step
+                continue
+            ledger.replay_steps += state.i
+            ledger.env_steps += 1
+            state.alternatives.append((action, env.step(action).observation))
+    ledger.alternatives = sum(len(s.alternatives) for s in states)
+
+
+def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
+    from baselines.early_experience import self_reflection, world_model
+
+    m = cfg.method
+    if m.variant not in VARIANTS:
+        raise ValueError(f"method.variant={m.variant!r}: use one of {', '.join(VARIANTS)}")
+    init = resolve_model(m.init or cfg.model)
+    window = cfg.env.history_window
+    env_kwargs = plain(cfg.env.kwargs)
+    tasks = family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks))
+    trajectories = expert_trajectories(family, env_kwargs, tasks)
+    expert = expert_records(family.system_prompt, trajectories, window)
+    ledger = Ledger(tasks=len(tasks), expert_steps=len(expert))
+    states = expert_states(trajectories)
+    ledger.states = len(states)
+    load = policy_loader(cfg, init)
+    start = time.monotonic()
+    alternatives(
+        states, family, env_kwargs, m.k, m.alternatives, cfg.budget, load, sampling_from(m.proposal_sampling, cfg.seed),
+        window, cfg.seed, ledger,
+    )  # fmt: skip
+    print(
+        f"[early experience] {ledger.alternatives} alternatives at {ledger.states} expert states of {len(trajectories)} "
+        f"tasks; {ledger.env_steps} env + {ledger.replay_steps} replay steps; {time.monotonic() - start:.0f} s",
+        flush=True,
+    )
+    sft_dir = run_dir / "sft"
+    write_jsonl(sft_dir / "sft_expert.jsonl", expert)
+    runs = {"base": evaluate(cfg, init, "base", run_dir, load)}
+    sft = dict(plain(m.sft))
+    if m.variant == "iwm":
+        data = world_model.records(family.system_prompt, states, window)
+        write_jsonl(sft_dir / "sft_world_model.jsonl", data)
+        del load
+        stage1 = SFTConfig(
+            model=init, datasets=[str(sft_dir / "sft_world_model.jsonl")], output_dir=str(run_dir / "world_model"),
+            **{**sft, "epochs": m.world_model_epochs},
+        )  # fmt: skip
+        world = train_checkpoint(stage1, window, cfg.env.name, variant="iwm/world_model")
+        imitation = SFTConfig(model=str(world), datasets=[str(sft_dir / "sft_expert.jsonl")], output_dir=str(run_dir / "checkpoint"), **sft)
+        imitation.epochs = world_model.imitation_epochs(stage1, imitation)
+        checkpoint = train_checkpoint(imitation, window, cfg.env.name, variant="iwm/imitation")
+        data_stats = {"world_model_records": len(data), "expert_records": len(expert), "imitation_epochs": imitation.epochs}
+    else:
+        data, stats = self_reflection.records(family, states, window, load(), sampling_from(m.reflection_sampling, cfg.seed), ledger)
+        write_jsonl(sft_dir / "sft_reflection.jsonl", data)
+        del load
+        files = [str(sft_dir / "sft_expert.jsonl")] + ([str(sft_dir / "sft_reflection.jsonl")] if data else [])
+        checkpoint = train_checkpoint(SFTConfig(model=init, datasets=files, output_dir=str(run_dir / "checkpoint"), **sft), window, cfg.env.name, variant="sr")
+        data_stats = {**stats, "expert_records": len(expert)}
+    runs[f"early_experience_{m.variant}"] = evaluate(cfg, str(checkpoint), f"early_experience_{m.variant}", run_dir)
+    return {"runs": runs, "ledger": ledger.__dict__, "data": data_stats, "checkpoint": str(checkpoint)}
+
