@@ -181,7 +181,10 @@ def data_per_epoch(cfg: SFTConfig) -> tuple[int, int]:
     `blending_datasets` runs, capped by `max_samples`; then its SFTDataset's length filter."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    except OSError as err:
+        raise TrainingDataError(f"cannot load the tokenizer of {cfg.model} to check the training data against the batch: {err}") from err
     cap = int(cfg.max_samples if cfg.max_samples is not None else 1_000_000)  # train_sft's default
     kept = [_fits(path, tokenizer, cfg.max_len)[:cap] for path in cfg.datasets]
     if cfg.dataset_probs is None:

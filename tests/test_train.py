@@ -191,12 +191,12 @@ def test_cpu_sft_of_two_mixed_files_writes_a_loadable_checkpoint(tiny_model, d_c
 
 @pytest.mark.slow
 def test_a_failed_run_raises_with_openrlhfs_message_and_the_command(tiny_model, d_cf, tmp_path):
-    cfg = small_run(str(tmp_path / "no-such-model"), [str(d_cf)], tmp_path / "ckpt")
+    cfg = small_run(tiny_model, [str(d_cf)], tmp_path / "ckpt", extra_args=["--train.no_such_flag", "1"])
     with pytest.raises(TrainingError) as failure:
         train(cfg, num_gpus=0)
     text = str(failure.value)
     assert shlex.join(sft_command(cfg, 0)) in text
-    assert "no-such-model" in text.split("its last output")[1]  # OpenRLHF's own words about it
+    assert "unrecognized arguments: --train.no_such_flag" in text.split("its last output")[1]  # OpenRLHF's own words
     assert failure.value.returncode != 0
 
 
