@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from leafe_recipe.envs.base import Env, EnvFamily, ReplayDivergence, Step, Task, replay
+from leafe_recipe.envs.pool import EnvPool
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages, build_reflection, parse_reflection
 from leafe_recipe.records import JsonlWriter
@@ -199,16 +200,30 @@ def _grow(
     reflection_sampling: Sampling,
     cfg: ExploreConfig,
 ) -> Iterator[Tree]:
+    with EnvPool(family, env_kwargs) as pool:
+        yield from _rounds(todo, family, pool, policy, sampling, reflection_sampling, cfg)
+
+
+def _rounds(
+    todo: Iterator[Task],
+    family: EnvFamily,
+    pool: EnvPool,
+    policy: Policy,
+    sampling: Sampling,
+    reflection_sampling: Sampling,
+    cfg: ExploreConfig,
+) -> Iterator[Tree]:
+    """The lock-step rounds; environments come from `pool` and go back when a node ends."""
     trees: list[Tree] = []
     while True:
-        while len(trees) < cfg.max_concurrent_trees and (task := next(todo, None)) is not None:
-            env = family.make(**env_kwargs)
+        while len(trees) < cfg.max_concurrent_trees and pool.available != 0 and (task := next(todo, None)) is not None:
+            env = pool.acquire()
             trees.append(Tree(task=task, nodes=[Node(0, None, 0, None, None, [env.reset(task)], env=env)]))
         if not trees:
             return
         prompts, settings, jobs = [], [], []
         for tree in trees:
-            _start_branches(tree, family, env_kwargs, cfg)
+            _start_branches(tree, family, pool, cfg)
             for node in _take_budget(tree, cfg):
                 prompts.append(
                     build_messages(family.system_prompt, node.observations, node.actions, cfg.history_window, node.experience)
@@ -230,6 +245,11 @@ def _grow(
             tree.ledger.gen_tokens += out.num_tokens
             if reflect_at is not None:
                 _reflect(tree, node, out.text, reflect_at, family)
+        for tree in trees:
+            for node in tree.nodes:
+                if node.end is not None and node.env is not None:
+                    pool.release(node.env)
+                    node.env = None
         for tree in [t for t in trees if t.done()]:
             trees.remove(tree)
             yield tree
@@ -253,7 +273,7 @@ def _take_budget(tree: Tree, cfg: ExploreConfig) -> list[Node]:
             acting.append(node)
             left -= 1
         else:
-            node.end, node.env = "budget", None
+            node.end = "budget"
     return acting
 
 
@@ -266,7 +286,7 @@ def _act(tree: Tree, node: Node, text: str, step: Step, cfg: ExploreConfig) -> N
     node.rewards.append(step.reward)
     can_branch = node.depth < cfg.max_depth
     if step.done:
-        node.end, node.env = ("success" if step.success else "failure"), None
+        node.end = "success" if step.success else "failure"
         tree.ledger.successes += step.success
         if not step.success and can_branch:
             tree.reflecting.append((node, True))
@@ -287,10 +307,11 @@ def _reflect(tree: Tree, node: Node, text: str, t: int, family: EnvFamily) -> No
         tree.queue.append(BranchRequest(node.id, r.tau, r.experience))
 
 
-def _start_branches(tree: Tree, family: EnvFamily, env_kwargs: dict[str, Any], cfg: ExploreConfig) -> None:
+def _start_branches(tree: Tree, family: EnvFamily, pool: EnvPool, cfg: ExploreConfig) -> None:
     """Pop branch requests in FIFO order; roll back and start each one that still fits, with
-    a budget step reserved for its revised action. A divergent replay drops the branch."""
-    while tree.queue:
+    a budget step reserved for its revised action. A divergent replay drops the branch. A
+    request waits (at the head of the queue) while the pool has no environment to lend."""
+    while tree.queue and pool.available != 0:
         req = tree.queue.popleft()
         parent = tree.nodes[req.node]
         replayed = req.tau - 1
@@ -299,9 +320,11 @@ def _start_branches(tree: Tree, family: EnvFamily, env_kwargs: dict[str, Any], c
         if parent.depth + 1 > cfg.max_depth or tree.ledger.branches >= cfg.max_branches or cost > left:
             tree.ledger.branches_dropped += 1
             continue
+        env = pool.acquire()
         try:
-            node = rollback(tree, parent, req, family.make(**env_kwargs), family.canonical)
+            node = rollback(tree, parent, req, env, family.canonical)
         except ReplayDivergence as err:
+            pool.release(env)
             tree.ledger.replay_divergences += 1
             tree.ledger.replay_steps += err.step
             tree.divergences.append(

@@ -136,15 +136,16 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
         },
         sort_keys=True,
     )
+    from leafe_recipe.envs.pool import first_observations
+
     docs = []
-    for task in tasks:
-        env = family.make(**spec["kwargs"])
+    for task, first in zip(tasks, first_observations(family, spec["kwargs"], tasks)):
         docs.append(
             {
                 "id": task.id,
                 "env": task.env,
                 "system": family.system_prompt,
-                "prompt": env.reset(task),
+                "prompt": first,
                 "task": json.dumps(task.to_json(), sort_keys=True),
                 "settings": settings,
             }
@@ -327,17 +328,27 @@ def play_completions(resps: Iterable[Sequence[str]], docs: Iterable[dict]) -> li
                 jobs.append((i, j))
 
     if jobs:
+        from leafe_recipe.envs.pool import EnvPool
         from leafe_recipe.rollout import step_envs
 
-        envs = []
-        for i, _ in jobs:
-            settings = _settings(docs[i])
-            env = get_family(docs[i]["env"]).make(**settings["kwargs"])
-            env.reset(_task(docs[i]["task"]))
-            envs.append(env)
-        steps = step_envs(envs, [resps[i][j] for i, j in jobs], workers=os.cpu_count() or 1)
-        for (i, j), step in zip(jobs, steps):
-            resps[i][j] = _episode_json(step.success, 1, bool(step.info.get("invalid")), step.observation)
+        by_settings: dict[str, list[tuple[int, int]]] = {}
+        for i, j in jobs:
+            by_settings.setdefault(docs[i]["settings"], []).append((i, j))
+        for settings_json, group in by_settings.items():  # one pool per environment setting, waves of its capacity
+            settings = json.loads(settings_json)
+            with EnvPool(get_family(settings["env"]), settings["kwargs"]) as pool:
+                while group:
+                    wave, envs = [], []
+                    while group and pool.available != 0:
+                        i, j = group.pop(0)
+                        env = pool.acquire()
+                        env.reset(_task(docs[i]["task"]))
+                        wave.append((i, j))
+                        envs.append(env)
+                    steps = step_envs(envs, [resps[i][j] for i, j in wave], workers=os.cpu_count() or 1)
+                    for (i, j), env, step in zip(wave, envs, steps):
+                        resps[i][j] = _episode_json(step.success, 1, bool(step.info.get("invalid")), step.observation)
+                        pool.release(env)
     return resps
 
 

@@ -2,8 +2,10 @@
 generate call, so the backend always sees the whole batch.
 
 Episodes start in task order and a new one takes the place of each finished one, up
-to `max_concurrent` live at once. A task's record (all its samples) goes to the
-trajectories file as soon as its last sample ends, so memory holds the frontier only.
+to `max_concurrent` live at once and as many as the environment pool lends (a family
+may cap its live simulators); environments are reused from the pool and closed at the
+end. A task's record (all its samples) goes to the trajectories file as soon as its last
+sample ends, so memory holds the frontier only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from leafe_recipe.envs.base import Env, EnvFamily, Step, Task
+from leafe_recipe.envs.pool import EnvPool
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import JsonlWriter
@@ -70,34 +73,43 @@ def run_episodes(
     history_window: int | None = None,
     max_concurrent: int = 256,
     env_workers: int = 1,
+    pool: EnvPool | None = None,
 ) -> Iterator[Episode]:
-    """Play every (task, sample) in `starts`; yield each episode when it ends."""
+    """Play every (task, sample) in `starts`; yield each episode when it ends. Environments
+    come from `pool` (by default one of this call, closed when it ends)."""
+    own = pool is None
+    pool = EnvPool(family, env_kwargs) if own else pool
     pending = iter(starts)
     live: list[Episode] = []
-    while True:
-        while len(live) < max_concurrent and (nxt := next(pending, None)) is not None:
-            task, sample = nxt
-            env = family.make(**env_kwargs)
-            live.append(Episode(task=task, sample=sample, env=env, observations=[env.reset(task)]))
-        if not live:
-            return
-        prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window) for ep in live]
-        completions = policy.generate(prompts, sampling)
-        steps = step_envs([ep.env for ep in live], [c.text for c in completions], env_workers)
-        still: list[Episode] = []
-        for ep, out, step in zip(live, completions, steps, strict=True):
-            ep.actions.append(out.text)
-            ep.observations.append(step.observation)
-            ep.rewards.append(step.reward)
-            ep.gen_tokens += out.num_tokens
-            ep.truncated_outputs += out.truncated
-            ep.invalid_actions += bool(step.info.get("invalid"))
-            if step.done:
-                ep.done, ep.success = True, step.success
-                yield ep
-            else:
-                still.append(ep)
-        live = still
+    try:
+        while True:
+            while len(live) < max_concurrent and pool.available != 0 and (nxt := next(pending, None)) is not None:
+                task, sample = nxt
+                env = pool.acquire()
+                live.append(Episode(task=task, sample=sample, env=env, observations=[env.reset(task)]))
+            if not live:
+                return
+            prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window) for ep in live]
+            completions = policy.generate(prompts, sampling)
+            steps = step_envs([ep.env for ep in live], [c.text for c in completions], env_workers)
+            still: list[Episode] = []
+            for ep, out, step in zip(live, completions, steps, strict=True):
+                ep.actions.append(out.text)
+                ep.observations.append(step.observation)
+                ep.rewards.append(step.reward)
+                ep.gen_tokens += out.num_tokens
+                ep.truncated_outputs += out.truncated
+                ep.invalid_actions += bool(step.info.get("invalid"))
+                if step.done:
+                    ep.done, ep.success = True, step.success
+                    pool.release(ep.env)
+                    yield ep
+                else:
+                    still.append(ep)
+            live = still
+    finally:
+        if own:
+            pool.close()
 
 
 def rollout(

@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 
 from baselines.imitation import expert_records, expert_trajectories
 from leafe_recipe.envs.base import EnvFamily, ReplayDivergence, Task, replay
+from leafe_recipe.envs.pool import EnvPool
 from leafe_recipe.evaluate import evaluate, plain, policy_loader, sampling_from
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages
@@ -90,51 +91,61 @@ def alternatives(
     ledger: Ledger,
 ) -> None:
     """Fill each state's `alternatives` with up to k (action, next observation) pairs that differ
-    from the expert's action, within `budget` environment steps (replay included) per task."""
+    from the expert's action, within `budget` environment steps (replays included) per task.
+
+    Candidates: the environment's valid actions at the state, shuffled (`valid`), or the
+    policy's samples, unparseable and duplicate ones topped up with valid actions where the
+    environment lists them (`policy`); `auto` is `valid` where it lists them."""
     if source not in SOURCES:
         raise ValueError(f"method.alternatives={source!r}: use one of {', '.join(SOURCES)}")
     use_valid = source == "valid" or (source == "auto" and family.valid_actions is not None)
     if use_valid and family.valid_actions is None:
         raise ValueError("method.alternatives=valid: this environment does not list its valid actions; use policy")
     same = family.action_key or (lambda text: text.strip())
-    if use_valid:
-        proposals = []
-        for s in states:
-            valid = family.valid_actions(s.observations[s.i])
-            proposals.append(random.Random(f"{seed}/{s.task.id}/{s.i}").sample(valid, len(valid)))
-    else:  # the policy's proposals; duplicates and unparseable ones are topped up from the valid actions, as the paper does
+    sampled: list[list[str]] = [[] for _ in states]
+    if not use_valid:
         policy: Policy = load_policy()
         prompts = [build_messages(family.system_prompt, s.observations[: s.i + 1], s.actions[: s.i], window) for s in states]
         out = policy.generate([p for p in prompts for _ in range(k)], sampling)
         ledger.model_calls += len(out)
         ledger.gen_tokens += sum(c.num_tokens for c in out)
-        proposals = []
-        for j, s in enumerate(states):
-            sampled = [c.text for c in out[j * k : (j + 1) * k] if family.action_key is None or family.action_key(c.text)]
-            valid = family.valid_actions(s.observations[s.i]) if family.valid_actions is not None else []
-            proposals.append(sampled + random.Random(f"{seed}/{s.task.id}/{s.i}").sample(valid, len(valid)))
+        sampled = [[c.text for c in out[j * k : (j + 1) * k] if family.action_key is None or family.action_key(c.text)] for j in range(len(states))]
     spent: dict[str, int] = {}
-    for state, candidates in zip(states, proposals):
-        expert_key, seen = same(state.actions[state.i]), set()
-        for action in candidates:
-            key = same(action)
-            if key == expert_key or key in seen or len(state.alternatives) >= k:
-                continue
-            cost = state.i + 1
-            if spent.get(state.task.id, 0) + cost > budget:
-                break
-            spent[state.task.id] = spent.get(state.task.id, 0) + cost
-            seen.add(key)
-            env = family.make(**env_kwargs)
-            try:
-                replay(env, state.task, state.actions[: state.i], state.observations[: state.i + 1], family.canonical)
-            except ReplayDivergence as err:
-                ledger.replay_divergences += 1
-                ledger.replay_steps += err.step
-                continue
-            ledger.replay_steps += state.i
-            ledger.env_steps += 1
-            state.alternatives.append((action, env.step(action).observation))
+    with EnvPool(family, env_kwargs, capacity=1) as pool:
+        env = pool.acquire()
+        for state, candidates in zip(states, sampled):
+            expert_key, seen, at_state = same(state.actions[state.i]), set(), False
+
+            def reach() -> bool:  # replay the expert's prefix, charged to the task's budget
+                if spent.get(state.task.id, 0) + state.i + 1 > budget:
+                    return False
+                spent[state.task.id] = spent.get(state.task.id, 0) + state.i
+                try:
+                    replay(env, state.task, state.actions[: state.i], state.observations[: state.i + 1], family.canonical)
+                except ReplayDivergence as err:
+                    ledger.replay_divergences += 1
+                    ledger.replay_steps += err.step
+                    return False
+                ledger.replay_steps += state.i
+                return True
+
+            if family.valid_actions is not None:  # listed at the state itself
+                if not reach():
+                    continue
+                at_state = True
+                valid = family.valid_actions(env)
+                candidates = candidates + random.Random(f"{seed}/{state.task.id}/{state.i}").sample(valid, len(valid))
+            for action in candidates:
+                key = same(action)
+                if key == expert_key or key in seen or len(state.alternatives) >= k:
+                    continue
+                if not at_state and not reach():
+                    break
+                seen.add(key)
+                spent[state.task.id] = spent.get(state.task.id, 0) + 1
+                ledger.env_steps += 1
+                state.alternatives.append((action, env.step(action).observation))
+                at_state = False
     ledger.alternatives = sum(len(s.alternatives) for s in states)
 
 

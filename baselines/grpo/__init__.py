@@ -29,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from leafe_recipe.envs.base import EnvFamily
+from leafe_recipe.envs.pool import first_observations
 from leafe_recipe.evaluate import evaluate, plain
 from leafe_recipe.prompts import write_prompt_settings
 from leafe_recipe.records import claim, model_identity, write_json
@@ -92,7 +93,7 @@ def train_grpo(cfg: DictConfig, m: DictConfig, family: EnvFamily, init: str, fol
         from baselines.grpo import openrlhf
 
         settings = {"env": cfg.env.name, "env_kwargs": env_kwargs, "max_new_tokens": g["max_new_tokens"], "invalid_penalty": g["invalid_penalty"]}
-        starts = [(t, family.make(**env_kwargs).reset(t)) for t in tasks]
+        starts = list(zip(tasks, first_observations(family, env_kwargs, tasks)))
         cmd = openrlhf.prepare(g, init, folder, settings, family.system_prompt, starts, max(1, torch.cuda.device_count()))
         info["command"] = str(folder / "command.sh")
         if m.dry_run:

@@ -25,6 +25,7 @@ from typing import Any
 
 from baselines.grpo.turns import ChatTurns
 from leafe_recipe.envs.base import Task, get_family
+from leafe_recipe.envs.pool import EnvPool
 
 
 def agent_file(settings: Path) -> str:
@@ -54,7 +55,19 @@ async def play(settings: dict[str, Any], label: str, sampling_params, max_length
     """One episode of the task in `label` (its JSON), in OpenRLHF's result format."""
     family = get_family(settings["env"])
     task = Task.from_json(json.loads(label))
-    env = family.make(**settings["env_kwargs"])
+    pool = _POOLS.setdefault(json.dumps([settings["env"], settings["env_kwargs"]], sort_keys=True), EnvPool(family, settings["env_kwargs"]))
+    while (env := pool.acquire()) is None:  # the family caps its live simulators: wait for one
+        await asyncio.sleep(0.05)
+    try:
+        return await _play(env, family, task, settings, label, sampling_params, max_length, tokenizer, engine, prompt)
+    finally:
+        pool.release(env)
+
+
+_POOLS: dict[str, EnvPool] = {}  # per rollout actor process: its environments, reused across episodes
+
+
+async def _play(env, family, task: Task, settings, label, sampling_params, max_length, tokenizer, engine, prompt) -> dict[str, Any]:
     observations = [await asyncio.to_thread(env.reset, task)]
     actions: list[str] = []
     turns = ChatTurns(tokenizer, family.system_prompt)

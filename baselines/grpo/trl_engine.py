@@ -26,6 +26,7 @@ import torch
 
 from baselines.grpo.turns import ChatTurns
 from leafe_recipe.envs.base import EnvFamily, Task
+from leafe_recipe.envs.pool import EnvPool, first_observations
 from leafe_recipe.prompts import build_messages
 
 
@@ -47,10 +48,16 @@ class Episode:
 @torch.no_grad()
 def play(model, tokenizer, family: EnvFamily, env_kwargs: dict[str, Any], tasks: list[Task], g: dict[str, Any], ledger: dict[str, int]) -> list[Episode]:
     """Play one episode per task, lock-step, sampling from `model`; returns them in task order."""
+    with EnvPool(family, env_kwargs) as pool:  # in waves where the family caps its live environments
+        wave = pool.capacity or len(tasks)
+        return [e for i in range(0, len(tasks), wave) for e in _play(pool, model, tokenizer, family, tasks[i : i + wave], g, ledger)]
+
+
+def _play(pool: EnvPool, model, tokenizer, family: EnvFamily, tasks: list[Task], g: dict[str, Any], ledger: dict[str, int]) -> list[Episode]:
     turns = ChatTurns(tokenizer, family.system_prompt)
     episodes = []
     for task in tasks:
-        env = family.make(**env_kwargs)
+        env = pool.acquire()
         episode = Episode(task, env, [env.reset(task)])
         episode.ids = turns.first(episode.observations[0])
         episode.prompt_len = len(episode.ids)
@@ -102,6 +109,8 @@ def play(model, tokenizer, family: EnvFamily, env_kwargs: dict[str, Any], tasks:
             still.append(episode)
         live = still
     model.train(was_training)
+    for episode in episodes:
+        pool.release(episode.env)
     return episodes
 
 
@@ -119,8 +128,7 @@ def train(
         tokenizer.pad_token = tokenizer.eos_token
     prompts: dict[str, Task] = {}
     rows = []
-    for task in tasks:
-        first = family.make(**env_kwargs).reset(task)
+    for task, first in zip(tasks, first_observations(family, env_kwargs, tasks)):
         prompt = build_messages(family.system_prompt, [first], [], None)
         prompts[json.dumps(prompt)] = task
         rows.append({"prompt": prompt})

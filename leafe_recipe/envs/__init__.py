@@ -1,4 +1,2 @@
-"""Environment families; importing this package registers every built-in family."""
-
-from leafe_recipe.envs import sokoban  # noqa: F401  (registers the family)
-from leafe_recipe.envs import code  # noqa: F401  (registers codecontests, mbpp, humaneval)
+"""Environment families behind one protocol (base.py); each is imported on first use
+(`base.get_family`), so importing this package starts no simulator."""

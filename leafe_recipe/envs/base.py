@@ -7,6 +7,8 @@ action prefix, so every environment must be deterministic given (task, actions);
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -39,13 +41,18 @@ class Step:
 
 
 class Env(Protocol):
-    """A text environment. Invalid actions are feedback, never exceptions."""
+    """A text environment. Invalid actions are feedback, never exceptions. An environment is
+    reused for many episodes (reset rebuilds all its state) and closed when no longer needed
+    (envs/pool.py)."""
 
     def reset(self, task: Task) -> str:
         """Start `task`; return the instruction and the first observation."""
 
     def step(self, action: str) -> Step:
         """Apply one raw model output (the environment parses it)."""
+
+    def close(self) -> None:
+        """Release what the environment holds (a simulator process, an index)."""
 
 
 @dataclass(frozen=True)
@@ -66,28 +73,58 @@ class EnvFamily:
     # them (Sokoban: the solver's plan; coding: the reference solution): imitation and Early
     # Experience learn from them.
     expert: Callable[[Task], list[str] | None] | None = None
-    # Every answer the environment accepts in a state, from its observation, where the
-    # environment has such a list (Sokoban: the four moves); else alternatives are sampled.
-    valid_actions: Callable[[str], list[str]] | None = None
+    # Every answer the environment accepts in its current state, as the model would write it,
+    # where the environment can list them (Sokoban: the four moves; ALFWorld: its admissible
+    # commands); alternatives are sampled from the policy elsewhere.
+    valid_actions: Callable[[Env], list[str]] | None = None
     # The action an answer amounts to, to compare answers (Sokoban: its move); None where
     # answers cannot be compared beyond their text.
     action_key: Callable[[str], str | None] | None = None
+    # Lifecycle (envs/pool.py): run each environment in a worker process (a slow or not
+    # thread-safe simulator), and at most this many alive at once (None: no limit).
+    processes: bool = False
+    max_live: int | None = None
+    name: str = ""  # set by `register`
+
+
+class EnvUnavailable(RuntimeError):
+    """An environment's simulator or data is not installed here; the message says how to get it."""
 
 
 REGISTRY: dict[str, EnvFamily] = {}
 
+# Where each built-in family lives (imported on first use, so that importing the package does
+# not start simulators or import optional dependencies), and the pyproject extra it needs.
+FAMILIES: dict[str, tuple[str, str | None]] = {
+    "sokoban": ("leafe_recipe.envs.sokoban", None),
+    "codecontests": ("leafe_recipe.envs.code", None),
+    "mbpp": ("leafe_recipe.envs.code", None),
+    "humaneval": ("leafe_recipe.envs.code", None),
+    "scienceworld": ("leafe_recipe.envs.scienceworld", "scienceworld"),
+    "alfworld": ("leafe_recipe.envs.alfworld", "alfworld"),
+    "webshop": ("leafe_recipe.envs.webshop", "webshop"),
+}
+
 
 def register(name: str, family: EnvFamily) -> None:
-    REGISTRY[name] = family
+    REGISTRY[name] = dataclasses.replace(family, name=name)
 
 
 def get_family(name: str) -> EnvFamily:
-    # Importing the package registers every built-in family.
-    import leafe_recipe.envs  # noqa: F401
-
+    if name not in REGISTRY and name in FAMILIES:
+        importlib.import_module(FAMILIES[name][0])
     if name not in REGISTRY:
-        raise KeyError(f"unknown environment {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+        raise KeyError(f"unknown environment {name!r}; environments: {', '.join(sorted(set(FAMILIES) | set(REGISTRY)))}")
     return REGISTRY[name]
+
+
+def needs_extra(name: str, module: str, err: ImportError) -> EnvUnavailable:
+    """The error for a family whose optional dependency is missing, naming the extra to install."""
+    extra = FAMILIES.get(name, (None, name))[1]
+    return EnvUnavailable(
+        f"the {name} environment needs {module!r}, which is not installed ({err}). Install it with "
+        f"`pip install -e '.[{extra}]'` (see the README's environment section)"
+    )
 
 
 class ReplayDivergence(RuntimeError):
@@ -130,16 +167,19 @@ def replay(
 def expert_trajectory(family: EnvFamily, env_kwargs: dict[str, Any], task: Task) -> tuple[list[str], list[str]] | None:
     """The expert's answers played in a fresh environment: (observations, actions) when the
     family has an expert for the task and it solves it within the episode, else None."""
+    from leafe_recipe.envs.pool import EnvPool
+
     actions = family.expert(task) if family.expert is not None else None
     if not actions:
         return None
-    env = family.make(**env_kwargs)
-    observations = [env.reset(task)]
-    for i, action in enumerate(actions, start=1):
-        step = env.step(action)
-        observations.append(step.observation)
-        if step.done:
-            return (observations, actions[:i]) if step.success else None
+    with EnvPool(family, env_kwargs, capacity=1) as pool:
+        env = pool.acquire()
+        observations = [env.reset(task)]
+        for i, action in enumerate(actions, start=1):
+            step = env.step(action)
+            observations.append(step.observation)
+            if step.done:
+                return (observations, actions[:i]) if step.success else None
     return None
 
 

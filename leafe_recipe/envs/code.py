@@ -364,6 +364,9 @@ class CodeEnv:
             feedback += f" You have {left} submission{'s' if left != 1 else ''} left."
         return Step(observation=feedback, reward=1.0 if success else 0.0, done=self._done, success=success, info=info)
 
+    def close(self) -> None:
+        """Nothing to release: the state is plain Python."""
+
     # -- judging ---------------------------------------------------------------------
 
     def _limits(self) -> Limits:

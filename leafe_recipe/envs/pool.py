@@ -110,6 +110,12 @@ class ProcessEnv:
         self.observations.append(step.observation)
         return step
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method of the environment (e.g. its valid actions), called in the worker."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args: self._with_restarts(name, *args)
+
     def close(self) -> None:
         try:
             self._conn.send(("close", ()))
@@ -175,3 +181,10 @@ class EnvPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def first_observations(family: EnvFamily, env_kwargs: dict[str, Any], tasks: list[Task]) -> list[str]:
+    """Each task's first observation (what reset returns), from one environment reused."""
+    with EnvPool(family, env_kwargs, capacity=1) as pool:
+        env = pool.acquire()
+        return [env.reset(task) for task in tasks]

@@ -435,6 +435,9 @@ class SokobanEnv:
             info={"invalid": direction is None, "action": direction},
         )
 
+    def close(self) -> None:
+        """Nothing to release: the state is plain Python."""
+
     def _view(self) -> str:
         grid = _to_grid(self._board, self._player, self._boxes)
         return f"{render(grid)}\nSteps left: {self.max_steps - self._steps}"
@@ -492,7 +495,7 @@ register(
         system_prompt=SYSTEM_PROMPT,
         fatal_step=lambda task, actions: fatal_step(task.data["grid"], actions),
         expert=expert_answers,
-        valid_actions=lambda observation: [f"Action: {move}" for move in ACTIONS],
+        valid_actions=lambda env: [f"Action: {move}" for move in ACTIONS],
         action_key=parse_action,
     ),
 )
