@@ -12,10 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: on a machine without CUDA this is the CPU build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,scienceworld,alfworld]'
 	# openrlhf's wheel pins flash-attn, which cannot build without CUDA: its other
 	# requirements are in pyproject.toml, openrlhf itself goes in without them.
 	$(BIN)/pip install -q --no-deps openrlhf==0.11.2
+	# alfworld 0.3.5 (the games' 0.3.x grammar) without its 3D-simulator requirements
+	$(BIN)/pip install -q --no-deps alfworld==0.3.5
 	touch $(STAMP)
 
 setup: $(STAMP)

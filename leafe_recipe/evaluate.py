@@ -91,7 +91,7 @@ def evaluate(
             n_samples=cfg.n_samples,
             gen_kwargs=gen_kwargs,
             output_path=folder / "lm_eval",
-            model_args={"max_concurrent": cfg.max_concurrent, "history_window": window},
+            model_args={"max_concurrent": cfg.max_concurrent, "history_window": window, "env_workers": cfg.env.env_workers},
             metadata={cfg.env.name: env},
             seed=cfg.seed,
             policy=(load or policy_loader(cfg, model_path))(),
@@ -101,12 +101,34 @@ def evaluate(
             "history_window": window,
             "samples_dir": out["output_path"],
         }
+        groups = by_group(Path(out["output_path"]), cfg.env.eval_task)
+        if groups:
+            summary["by_group"] = groups
         write_json(done, {"key": key, "summary": summary})
         note = f"{time.monotonic() - start:.0f} s"
     write_json(run_dir / f"eval_{label}.json", summary)
     passk = ", ".join(f"Pass@{k} {100 * v:.1f}" for k, v in summary["pass_at_k"].items())
     print(f"[evaluate {label}] {summary['n_tasks']} tasks x {summary['n_samples']} samples: {passk} ({note})", flush=True)
     return summary
+
+
+def by_group(samples_dir: Path, task: str) -> dict[str, dict[str, Any]]:
+    """Pass@k per group of tasks (ALFWorld's task types, ScienceWorld's tasks: a task's
+    data["group"]), from lm-eval's per-sample log; empty where tasks have no group."""
+    from leafe_recipe.passk import ks_up_to, mean_pass_at_k
+    from leafe_recipe.records import read_jsonl
+
+    correct: dict[str, list[list[int]]] = {}
+    for path in sorted(samples_dir.glob(f"samples_{task}_*.jsonl")):
+        for record in read_jsonl(path):
+            group = json.loads(record["doc"]["task"])["data"].get("group")
+            if group is not None:
+                correct.setdefault(group, []).append(record["correct"])
+    out = {}
+    for group, rows in sorted(correct.items()):
+        n, c = [len(r) for r in rows], [sum(r) for r in rows]
+        out[group] = {"n_tasks": len(rows), "pass_at_k": {str(k): v for k, v in mean_pass_at_k(n, c, ks_up_to(min(n))).items()}}
+    return out
 
 
 def run_base(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:

@@ -158,67 +158,56 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
 _SPEC_KEYS = {"env", "split", "n_test", "tasks", "kwargs", "history_window", "max_new_tokens", "ks"}
 
 
-def env_defaults(env: str) -> dict[str, Any]:
-    """An environment's settings as hydra_conf/env/<env>.yaml states them: the one source
-    the `leafe` app and every lm-eval task start from."""
+def env_config(env: str):
+    """An environment's settings as hydra_conf/env/<env>.yaml states them (unresolved): the
+    one source the `leafe` app and every lm-eval task start from."""
     from omegaconf import OmegaConf
 
     path = CONF_DIR / "env" / f"{env}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
         raise LeafeEvalError(f"no environment config {path}; environments: {', '.join(known)}")
-    conf = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    return {
-        "env": env,
-        "split": "test",
-        "n_test": conf.get("n_test"),
-        "tasks": dict(conf.get("tasks") or {}),
-        "kwargs": dict(conf.get("kwargs") or {}),
-        "history_window": conf.get("history_window"),
-        "max_new_tokens": conf["max_new_tokens"],
-        "ks": None,
-    }
+    return OmegaConf.load(path)
 
 
 def task_spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-    """What a leafe task loads and plays: the environment's config (env_defaults), then the
+    """What a leafe task loads and plays: the environment's config (env_config), then the
     task YAML's `dataset_kwargs.leafe`, then `--metadata` (`<env>: {...}` and the shortcut
-    `<env>_path`), each later one winning key by key (`tasks` and `kwargs` merge)."""
+    `<env>_path`), each later one winning key by key (`tasks` and `kwargs` merge); the
+    config's interpolations are resolved last, so an override reaches every setting that
+    refers to it."""
+    from omegaconf import OmegaConf
+
     if not isinstance(leafe, dict) or "env" not in leafe:
         raise LeafeEvalError("a leafe task needs `dataset_kwargs: {leafe: {env: <family>, ...}}` in its YAML")
     unknown = set(leafe) - _SPEC_KEYS
     if unknown:
         raise LeafeEvalError(f"unknown keys in dataset_kwargs.leafe: {sorted(unknown)}; valid: {sorted(_SPEC_KEYS)}")
     env = leafe["env"]
-    spec = env_defaults(env)
-    _merge(spec, leafe)
-    if leafe.get("tasks", {}).get("path"):
-        spec["tasks"]["path"] = _yaml_path(spec["tasks"]["path"], metadata.get("config_source"))
+    layer = json.loads(json.dumps(leafe))
+    if (layer.get("tasks") or {}).get("path"):
+        layer["tasks"]["path"] = _yaml_path(layer["tasks"]["path"], metadata.get("config_source"))
     override = metadata.get(env) or {}
     if not isinstance(override, dict):
         raise LeafeEvalError(f"metadata {env!r} must be a mapping of {sorted(_SPEC_KEYS - {'env'})}, got {override!r}")
     unknown = set(override) - (_SPEC_KEYS - {"env"})
     if unknown:
         raise LeafeEvalError(f"unknown keys in metadata {env!r}: {sorted(unknown)}; valid: {sorted(_SPEC_KEYS - {'env'})}")
-    _merge(spec, override)
-    spec["history_window_source"] = "metadata" if "history_window" in override else "task"
+    override = json.loads(json.dumps(override))
     if metadata.get(f"{env}_path"):
-        spec["tasks"]["path"] = metadata[f"{env}_path"]
-    if (override.get("tasks") or {}).get("path") or metadata.get(f"{env}_path"):
-        spec["tasks"]["path"] = str(Path(os.path.expandvars(os.path.expanduser(str(spec["tasks"]["path"])))).absolute())
+        override.setdefault("tasks", {})["path"] = metadata[f"{env}_path"]
+    if (override.get("tasks") or {}).get("path"):
+        override["tasks"]["path"] = str(Path(os.path.expandvars(os.path.expanduser(str(override["tasks"]["path"])))).absolute())
+    defaults = OmegaConf.create({"split": "test", "ks": None})
+    conf = OmegaConf.to_container(OmegaConf.merge(defaults, env_config(env), layer, override), resolve=True)
+    spec = {key: conf.get(key) for key in _SPEC_KEYS}
+    spec["tasks"], spec["kwargs"] = dict(spec["tasks"] or {}), dict(spec["kwargs"] or {})
+    spec["history_window_source"] = "metadata" if "history_window" in override else "task"
     if spec["ks"] is not None:
         spec["ks"] = [int(k) for k in spec["ks"]]
         if not spec["ks"] or min(spec["ks"]) < 1:
             raise LeafeEvalError(f"ks must be a non-empty list of k >= 1, got {spec['ks']}")
     return spec
-
-
-def _merge(spec: dict[str, Any], layer: dict[str, Any]) -> None:
-    for key, value in layer.items():
-        if key in ("tasks", "kwargs"):
-            spec[key] = {**spec[key], **(value or {})}
-        else:
-            spec[key] = value
 
 
 def _interactive(spec: dict[str, Any]) -> bool:

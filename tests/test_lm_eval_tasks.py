@@ -43,9 +43,24 @@ TASKS = {
     "leafe_humaneval": "leafe_humaneval/leafe_humaneval.yaml",
     "leafe_codecontests": "leafe_codecontests/leafe_codecontests.yaml",
     "leafe_codecontests_mt": "leafe_codecontests/leafe_codecontests_mt.yaml",
+    "leafe_scienceworld": "leafe_scienceworld/leafe_scienceworld.yaml",
+    "leafe_webshop": "leafe_webshop/leafe_webshop.yaml",
 }
 GROUPS = {"leafe_table1": ["leafe_sokoban"], "leafe_code": ["leafe_codecontests_mt", "leafe_mbpp"]}
-OFFLINE = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "sokoban": {"n_test": 4}}
+OFFLINE = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "sokoban": {"n_test": 4}, "scienceworld": {"n_test": 2}}
+
+
+def needs_simulator(name: str):
+    """A task whose simulator is missing here is skipped with the reason (WebShop is not installable offline)."""
+    from leafe_recipe.envs.base import FAMILIES, EnvUnavailable, get_family
+
+    env = name.removeprefix("leafe_").split("_")[0]
+    if FAMILIES[env][1] is None:  # built in: nothing to install
+        return
+    try:
+        get_family(env).tasks("test", 1, **plugin.task_spec({"env": env}, {})["tasks"])
+    except EnvUnavailable as err:
+        pytest.skip(str(err)[:200])
 
 
 class _Loader(yaml.SafeLoader):
@@ -128,6 +143,7 @@ def test_plugin_registers_leafe_agent_beside_lm_evals_models():
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS_MBPP) if "mbpp" in n else n for n in TASKS])
 def test_every_task_builds_offline_with_pinned_sampling(name):
+    needs_simulator(name)
     task = manager(**OFFLINE).load([name])["tasks"][name]
     cfg = task.config
     assert cfg.repeats == 128
@@ -139,8 +155,9 @@ def test_every_task_builds_offline_with_pinned_sampling(name):
     assert metrics == [f"pass@{k}" for k in ks_up_to(128)] + ["correct", "mean_turns", "invalid_action_rate"]
     doc = task.eval_docs[0]
     settings = json.loads(doc["settings"])
-    assert (plugin.AGENT_ONLY_KEY in gen) == settings["interactive"] == (name in ("leafe_sokoban", "leafe_codecontests_mt"))
-    assert bool(cfg.unsafe_code) == (name != "leafe_sokoban")
+    interactive = ("leafe_sokoban", "leafe_codecontests_mt", "leafe_scienceworld", "leafe_alfworld", "leafe_webshop")
+    assert (plugin.AGENT_ONLY_KEY in gen) == settings["interactive"] == (name in interactive)
+    assert bool(cfg.unsafe_code) == (name in ("leafe_codecontests", "leafe_codecontests_mt", "leafe_mbpp", "leafe_humaneval"))
     # the document is the pipeline's episode start: same task, same first prompt
     family = get_family(doc["env"])
     t = Task.from_json(json.loads(doc["task"]))
@@ -209,9 +226,10 @@ def test_a_task_takes_every_setting_from_its_environment_config(name):
     assert spec["kwargs"] == {**env["kwargs"], **leafe.get("kwargs", {})}
     assert spec["tasks"] == {**env["tasks"], **leafe.get("tasks", {})}
     assert spec["history_window"] == env["history_window"]
-    metadata = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC)}
+    metadata = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "scienceworld": {"n_test": 1}}
     if "mbpp" in name and not MBPP.exists():
         pytest.skip(f"{MBPP} not found")
+    needs_simulator(name)
     task = manager(**metadata).load([name])["tasks"][name]
     assert task.config.generation_kwargs["max_gen_toks"] == env["max_new_tokens"]
 

@@ -17,7 +17,10 @@ the step, so the episode's record is not lost.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import socket
+import subprocess
+import sys
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -65,11 +68,13 @@ class ProcessEnv:
         self._start()
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")  # not fork: the parent holds models and threads
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(self.family_name, self.env_kwargs, child), daemon=True)
-        self._process.start()
-        child.close()
+        # A fresh interpreter (not a fork of the parent, which holds models and threads; not
+        # multiprocessing's spawn, which re-runs the caller's main script), talking over a socket.
+        ours, theirs = socket.socketpair()
+        command = [sys.executable, "-m", "leafe_recipe.envs.pool", str(theirs.fileno()), self.family_name, json.dumps(self.env_kwargs)]
+        self._process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL)
+        theirs.close()
+        self._conn = Connection(ours.detach())
 
     def _call(self, method: str, *args: Any) -> Any:
         self._conn.send((method, args))
@@ -80,7 +85,8 @@ class ProcessEnv:
 
     def _restart(self, why: BaseException) -> None:
         self._process.kill()
-        self._process.join()
+        self._process.wait()
+        self._conn.close()
         self._start()
         if self.task is not None:
             replay(_Remote(self), self.task, self.actions, self.observations, self.canonical)
@@ -121,10 +127,11 @@ class ProcessEnv:
             self._conn.send(("close", ()))
         except (BrokenPipeError, OSError):
             pass
-        self._process.join(timeout=10)
-        if self._process.is_alive():
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
         self._conn.close()
 
 
@@ -188,3 +195,7 @@ def first_observations(family: EnvFamily, env_kwargs: dict[str, Any], tasks: lis
     with EnvPool(family, env_kwargs, capacity=1) as pool:
         env = pool.acquire()
         return [env.reset(task) for task in tasks]
+
+
+if __name__ == "__main__":  # a worker process of ProcessEnv: <socket fd> <family> <env kwargs as JSON>
+    _serve(sys.argv[2], json.loads(sys.argv[3]), Connection(int(sys.argv[1])))
