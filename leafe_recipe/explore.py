@@ -39,7 +39,7 @@ from leafe_recipe.envs.pool import EnvPool
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages, build_reflection, parse_reflection
 from leafe_recipe.records import JsonlWriter
-from leafe_recipe.rollout import step_envs, task_key
+from leafe_recipe.rollout import in_threads, step_envs, task_key
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,10 @@ def explore(
     reflection_sampling: Sampling,
     config: ExploreConfig,
     out_path: str | Path,
+    pool: EnvPool | None = None,
 ) -> Path:
     """Build one exploration tree per task and append it to `out_path`; resumable.
+    Environments come from `pool` (by default one of this call, closed when it ends).
     Shows a progress bar; returns the path."""
     from tqdm import tqdm
 
@@ -157,7 +159,7 @@ def explore(
         totals = Ledger()
         bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="explore", unit="tree", mininterval=2)
         try:
-            for tree in _grow(iter(todo), family, env_kwargs, policy, sampling, reflection_sampling, config):
+            for tree in _grow(iter(todo), family, env_kwargs, policy, sampling, reflection_sampling, config, pool):
                 writer.write(tree.record())
                 for name, value in asdict(tree.ledger).items():
                     setattr(totals, name, getattr(totals, name) + value)
@@ -199,9 +201,13 @@ def _grow(
     sampling: Sampling,
     reflection_sampling: Sampling,
     cfg: ExploreConfig,
+    pool: EnvPool | None = None,
 ) -> Iterator[Tree]:
-    with EnvPool(family, env_kwargs) as pool:
+    if pool is not None:
         yield from _rounds(todo, family, pool, policy, sampling, reflection_sampling, cfg)
+        return
+    with EnvPool(family, env_kwargs) as own:
+        yield from _rounds(todo, family, own, policy, sampling, reflection_sampling, cfg)
 
 
 def _rounds(
@@ -216,14 +222,16 @@ def _rounds(
     """The lock-step rounds; environments come from `pool` and go back when a node ends."""
     trees: list[Tree] = []
     while True:
-        while len(trees) < cfg.max_concurrent_trees and pool.available != 0 and (task := next(todo, None)) is not None:
-            env = pool.acquire()
-            trees.append(Tree(task=task, nodes=[Node(0, None, 0, None, None, [env.reset(task)], env=env)]))
+        new = []
+        while len(trees) + len(new) < cfg.max_concurrent_trees and pool.available != 0 and (task := next(todo, None)) is not None:
+            new.append((task, pool.acquire()))
+        firsts = in_threads(lambda start: start[1].reset(start[0]), new, cfg.env_workers)  # simulators reset at once
+        trees += [Tree(task=task, nodes=[Node(0, None, 0, None, None, [first], env=env)]) for (task, env), first in zip(new, firsts)]
         if not trees:
             return
+        _start_branches(trees, family, pool, cfg)
         prompts, settings, jobs = [], [], []
         for tree in trees:
-            _start_branches(tree, family, pool, cfg)
             for node in _take_budget(tree, cfg):
                 prompts.append(
                     build_messages(family.system_prompt, node.observations, node.actions, cfg.history_window, node.experience)
@@ -307,34 +315,48 @@ def _reflect(tree: Tree, node: Node, text: str, t: int, family: EnvFamily) -> No
         tree.queue.append(BranchRequest(node.id, r.tau, r.experience))
 
 
-def _start_branches(tree: Tree, family: EnvFamily, pool: EnvPool, cfg: ExploreConfig) -> None:
+def _start_branches(trees: list[Tree], family: EnvFamily, pool: EnvPool, cfg: ExploreConfig) -> None:
     """Pop branch requests in FIFO order; roll back and start each one that still fits, with
-    a budget step reserved for its revised action. A divergent replay drops the branch. A
-    request waits (at the head of the queue) while the pool has no environment to lend."""
-    while tree.queue and pool.available != 0:
-        req = tree.queue.popleft()
-        parent = tree.nodes[req.node]
-        replayed = req.tau - 1
-        cost = 1 + (replayed if cfg.budget_counts_replay else 0)  # the prefix, and a'_tau
-        left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay) - tree.reserved
-        if parent.depth + 1 > cfg.max_depth or tree.ledger.branches >= cfg.max_branches or cost > left:
-            tree.ledger.branches_dropped += 1
-            continue
-        env = pool.acquire()
+    its replay charged and a budget step reserved for its revised action. A request waits (at
+    the head of its queue) while the pool has no environment to lend. The replays of every
+    tree run at once (`env_workers` threads); a divergent one drops its branch and gives back
+    what was charged for the steps it did not replay."""
+    starts = []
+    for tree in trees:
+        while tree.queue and pool.available != 0:
+            req = tree.queue.popleft()
+            parent = tree.nodes[req.node]
+            replayed = req.tau - 1
+            cost = 1 + (replayed if cfg.budget_counts_replay else 0)  # the prefix, and a'_tau
+            left = cfg.budget - tree.ledger.charged(cfg.budget_counts_replay) - tree.reserved
+            if parent.depth + 1 > cfg.max_depth or tree.ledger.branches >= cfg.max_branches or cost > left:
+                tree.ledger.branches_dropped += 1
+                continue
+            tree.reserved += 1
+            tree.ledger.branches += 1
+            tree.ledger.replay_steps += replayed
+            starts.append((tree, parent, req, pool.acquire()))
+
+    def attempt(start: tuple) -> Node | ReplayDivergence:
+        tree, parent, req, env = start
         try:
-            node = rollback(tree, parent, req, env, family.canonical)
+            return rollback(tree, parent, req, env, family.canonical)
         except ReplayDivergence as err:
+            return err
+
+    for (tree, parent, req, env), node in zip(starts, in_threads(attempt, starts, cfg.env_workers)):
+        if isinstance(node, ReplayDivergence):
             pool.release(env)
+            tree.reserved -= 1
+            tree.ledger.branches -= 1
+            tree.ledger.replay_steps -= req.tau - 1 - node.step
             tree.ledger.replay_divergences += 1
-            tree.ledger.replay_steps += err.step
             tree.divergences.append(
-                {"node": parent.id, "tau": req.tau, "step": err.step, "expected": err.expected[:500], "got": err.got[:500]}
+                {"node": parent.id, "tau": req.tau, "step": node.step, "expected": node.expected[:500], "got": node.got[:500]}
             )
-            continue
-        tree.nodes.append(node)
-        tree.reserved += 1
-        tree.ledger.branches += 1
-        tree.ledger.replay_steps += replayed
+        else:
+            node.id = len(tree.nodes)
+            tree.nodes.append(node)
 
 
 def rollback(

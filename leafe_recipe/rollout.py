@@ -10,17 +10,19 @@ sample ends, so memory holds the frontier only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from leafe_recipe.envs.base import Env, EnvFamily, Step, Task
 from leafe_recipe.envs.pool import EnvPool
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import JsonlWriter
+
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass
@@ -55,13 +57,18 @@ def task_key(record: dict[str, Any]) -> str:
     return f"{record['task']['env']}/{record['task']['id']}"
 
 
+def in_threads(fn: Callable[[T], R], items: list[T], workers: int = 1) -> list[R]:
+    """fn over items, in order; with workers > 1 in threads, for environment work that waits on
+    other processes (the sandbox's programs, simulators in worker processes) rather than on Python."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 def step_envs(envs: list[Env], actions: list[str], workers: int = 1) -> list[Step]:
-    """Step many environments; with workers > 1 in threads, for environments whose step
-    waits on other processes (the sandbox's programs) rather than on Python."""
-    if workers <= 1:
-        return [env.step(a) for env, a in zip(envs, actions, strict=True)]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda env, a: env.step(a), envs, actions))
+    """Step many environments (see in_threads)."""
+    return in_threads(lambda pair: pair[0].step(pair[1]), list(zip(envs, actions, strict=True)), workers)
 
 
 def run_episodes(
@@ -83,10 +90,11 @@ def run_episodes(
     live: list[Episode] = []
     try:
         while True:
-            while len(live) < max_concurrent and pool.available != 0 and (nxt := next(pending, None)) is not None:
-                task, sample = nxt
-                env = pool.acquire()
-                live.append(Episode(task=task, sample=sample, env=env, observations=[env.reset(task)]))
+            new = []
+            while len(live) + len(new) < max_concurrent and pool.available != 0 and (nxt := next(pending, None)) is not None:
+                new.append((*nxt, pool.acquire()))
+            firsts = in_threads(lambda start: start[2].reset(start[0]), new, env_workers)
+            live += [Episode(task=task, sample=sample, env=env, observations=[first]) for (task, sample, env), first in zip(new, firsts)]
             if not live:
                 return
             prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window) for ep in live]

@@ -93,3 +93,31 @@ def test_every_method_runs_end_to_end_on_the_tiny_model(name, tmp_path):
         assert results["runs"]["grpo"]["history_window"] is None
     else:
         assert results["ledger"]["expert_steps"] > 0
+
+
+SIMULATED = {
+    "leafe-alfworld": ["method=leafe", "env=alfworld", "method.distill.cf_only_successful=false", "method.explore.max_branches=2"],
+    "early_experience-scienceworld": ["method=early_experience", "env=scienceworld", "method.k=1", "env.kwargs.max_steps=60"],
+    "grpo-alfworld": ["method=grpo", "env=alfworld", "method.group_size=2", "method.max_length=8192"],
+}
+TINY_SFT = ["method.sft.learning_rate=1e-3", "method.sft.train_batch_size=2", "method.sft.micro_train_batch_size=2", "method.sft.zero_stage=0"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SIMULATED))
+def test_methods_run_on_the_simulated_environments(name, tmp_path, monkeypatch):
+    from conftest import SHARED_DATA
+
+    if "alfworld" in name and not (SHARED_DATA / "alfworld").exists():
+        pytest.skip(f"{SHARED_DATA / 'alfworld'} not found")
+    monkeypatch.setenv("ALFWORLD_DATA", str(SHARED_DATA / "alfworld"))
+    run = tmp_path / "run"
+    sft = TINY_SFT if "grpo" not in name else []
+    args = (*SIMULATED[name], *sft, "env.n_train=1", "env.n_test=1", "n_samples=1", "budget=12", "env.max_new_tokens=32", f"hydra.run.dir={run}")
+    if "scienceworld" not in name:
+        args = (*args, "env.kwargs.max_steps=4")
+    proc = leafe(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert len(results["runs"]) == 2 and all(r["n_tasks"] == 1 for r in results["runs"].values())
+    assert Path(results["checkpoint"], "leafe_prompt.json").exists()
