@@ -16,6 +16,9 @@ def needs_shared(relpath: str) -> pytest.MarkDecorator:
 
 
 NEEDS_MBPP = needs_shared("mbpp/mbpp.jsonl")
+
+if (SHARED_DATA / "alfworld").exists():  # the shared ALFWorld games, where the tests expect ALFWorld's data
+    os.environ.setdefault("ALFWORLD_DATA", str(SHARED_DATA / "alfworld"))
 NEEDS_SANDBOXFUSION = needs_shared("code_contests/sandboxfusion_code_contests_sample20.jsonl")
 
 

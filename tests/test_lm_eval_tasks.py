@@ -45,9 +45,10 @@ TASKS = {
     "leafe_codecontests_mt": "leafe_codecontests/leafe_codecontests_mt.yaml",
     "leafe_scienceworld": "leafe_scienceworld/leafe_scienceworld.yaml",
     "leafe_webshop": "leafe_webshop/leafe_webshop.yaml",
+    "leafe_alfworld": "leafe_alfworld/leafe_alfworld.yaml",
 }
-GROUPS = {"leafe_table1": ["leafe_sokoban"], "leafe_code": ["leafe_codecontests_mt", "leafe_mbpp"]}
-OFFLINE = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "sokoban": {"n_test": 4}, "scienceworld": {"n_test": 2}}
+GROUPS = {"leafe_table1": ["leafe_webshop", "leafe_alfworld", "leafe_scienceworld", "leafe_sokoban"], "leafe_code": ["leafe_codecontests_mt", "leafe_mbpp"]}
+OFFLINE = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "sokoban": {"n_test": 4}, "scienceworld": {"n_test": 2}, "alfworld": {"n_test": 2}}
 
 
 def needs_simulator(name: str):
@@ -226,7 +227,7 @@ def test_a_task_takes_every_setting_from_its_environment_config(name):
     assert spec["kwargs"] == {**env["kwargs"], **leafe.get("kwargs", {})}
     assert spec["tasks"] == {**env["tasks"], **leafe.get("tasks", {})}
     assert spec["history_window"] == env["history_window"]
-    metadata = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "scienceworld": {"n_test": 1}}
+    metadata = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "scienceworld": {"n_test": 1}, "alfworld": {"n_test": 1}}
     if "mbpp" in name and not MBPP.exists():
         pytest.skip(f"{MBPP} not found")
     needs_simulator(name)
