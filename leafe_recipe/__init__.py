@@ -17,6 +17,11 @@ def _data_dir(name: str) -> Path:
     raise FileNotFoundError(f"leafe-recipe is installed without its {name}/ folder; reinstall with `pip install -e .`")
 
 
+class Unavailable(RuntimeError):
+    """Something a run needs is not on this machine (a GPU, a simulator, a data set); the
+    message says how to get it. A Hydra sweep records such a cell as not run and goes on."""
+
+
 CONF_DIR = _data_dir("hydra_conf")
 TASKS_DIR = _data_dir("tasks")
 """The lm-eval task folders (one per benchmark); `leafe-eval` puts them on lm-eval's include path."""

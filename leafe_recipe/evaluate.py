@@ -50,63 +50,79 @@ def policy_loader(cfg: DictConfig, model_path: str) -> PolicyLoader:
 ENV_WINDOW = object()  # evaluate with the run's history window (cfg.env.history_window)
 
 
-def evaluation_key(cfg: DictConfig, model_path: str, window: int | None) -> dict[str, Any]:
-    return {
-        "stage": "evaluate",
-        "model": model_identity(model_path),
-        "task": cfg.env.eval_task,
-        "n_samples": cfg.n_samples,
-        "sampling": plain(cfg.sampling),
-        "history_window": window,
-        "seed": cfg.seed,
-        "env": {"n_test": cfg.env.n_test, "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs)},
-    }
-
-
 def evaluate(
     cfg: DictConfig, model_path: str, label: str, run_dir: Path, load: PolicyLoader | None = None, window: Any = ENV_WINDOW
 ) -> dict[str, Any]:
-    """Pass@k of `model_path` (its summary, also written to run_dir/eval_<label>.json), with the
-    run's history window unless `window` says another (a checkpoint trained with another)."""
+    """Pass@k of `model_path` on the run's environment (its summary, also written to
+    run_dir/eval_<label>.json), with the run's history window unless `window` says another
+    (a checkpoint trained with another); and on every environment of `eval_also` (the
+    paper's out-of-distribution evaluation: MBPP for a model trained on CodeContests), under
+    the summary's "also"."""
+    window = cfg.env.history_window if window is ENV_WINDOW else window
+    env = {"n_test": cfg.env.n_test, "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs)}
+    summary = _evaluate_task(cfg, model_path, label, cfg.env.name, cfg.env.eval_task, env, cfg.sampling.max_new_tokens,
+                             window, cfg.env.env_workers, load)  # fmt: skip
+    for other, override in plain(cfg.get("eval_also") or {}).items():
+        from leafe_recipe.lm_eval_plugin import env_config, task_spec
+
+        conf = task_spec({"env": other}, {other: override or {}})
+        task = env_config(other).eval_task
+        settings = {"n_test": conf["n_test"], "tasks": conf["tasks"], "kwargs": conf["kwargs"]}
+        summary.setdefault("also", {})[other] = _evaluate_task(
+            cfg, model_path, f"{label}@{other}", other, task, settings, conf["max_new_tokens"], conf["history_window"],
+            env_config(other).get("env_workers", 1), load,
+        )  # fmt: skip
+    write_json(run_dir / f"eval_{label}.json", summary)
+    return summary
+
+
+def _evaluate_task(
+    cfg: DictConfig, model_path: str, label: str, env_name: str, task: str, env: dict[str, Any], max_new_tokens: int,
+    window: int | None, env_workers: int, load: PolicyLoader | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One lm-eval task's summary, from the evaluation cache when everything that produced it matches."""
     from leafe_recipe.lm_eval_plugin import evaluate_checkpoint
 
-    window = cfg.env.history_window if window is ENV_WINDOW else window
-    key = evaluation_key(cfg, model_path, window)
-    folder = Path(cfg.eval_cache_dir) / f"{cfg.env.eval_task}-{key_hash(key)}"
+    s = cfg.sampling
+    sampling = {**plain(s), "max_new_tokens": max_new_tokens}
+    key = {
+        "stage": "evaluate",
+        "model": model_identity(model_path),
+        "task": task,
+        "n_samples": cfg.n_samples,
+        "sampling": sampling,
+        "history_window": window,
+        "seed": cfg.seed,
+        "env": env,
+    }
+    folder = Path(cfg.eval_cache_dir) / f"{task}-{key_hash(key)}"
     done = folder / "summary.json"
     start = time.monotonic()
     if done.exists():
         summary = json.loads(done.read_text())["summary"]
         note = "reused from " + str(folder)
     else:
-        s = cfg.sampling
-        gen_kwargs = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "max_gen_toks": s.max_new_tokens}
+        gen_kwargs = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "max_gen_toks": max_new_tokens}
         if s.stop:
             gen_kwargs["until"] = list(s.stop)
-        env = {"n_test": cfg.env.n_test, "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs)}
         out = evaluate_checkpoint(
             label,
-            cfg.env.eval_task,
+            task,
             cfg.backend.name,
             n_samples=cfg.n_samples,
             gen_kwargs=gen_kwargs,
             output_path=folder / "lm_eval",
-            model_args={"max_concurrent": cfg.max_concurrent, "history_window": window, "env_workers": cfg.env.env_workers},
-            metadata={cfg.env.name: env},
+            model_args={"max_concurrent": cfg.max_concurrent, "history_window": window, "env_workers": env_workers},
+            metadata={env_name: env} if env else {},
             seed=cfg.seed,
             policy=(load or policy_loader(cfg, model_path))(),
         )
-        summary = {
-            **out["tasks"][cfg.env.eval_task],
-            "history_window": window,
-            "samples_dir": out["output_path"],
-        }
-        groups = by_group(Path(out["output_path"]), cfg.env.eval_task)
+        summary = {**out["tasks"][task], "history_window": window, "samples_dir": out["output_path"]}
+        groups = by_group(Path(out["output_path"]), task)
         if groups:
             summary["by_group"] = groups
         write_json(done, {"key": key, "summary": summary})
         note = f"{time.monotonic() - start:.0f} s"
-    write_json(run_dir / f"eval_{label}.json", summary)
     passk = ", ".join(f"Pass@{k} {100 * v:.1f}" for k, v in summary["pass_at_k"].items())
     print(f"[evaluate {label}] {summary['n_tasks']} tasks x {summary['n_samples']} samples: {passk} ({note})", flush=True)
     return summary

@@ -144,8 +144,9 @@ def _training_data(m: DictConfig, stats: DistillStats, run_dir: Path) -> tuple[l
 
 def run_rl(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
     """method=leafe_rl: GRPO, then LEAFE starting from its checkpoint; reports both."""
-    from baselines.grpo import WINDOW, train_grpo
+    from baselines.grpo import WINDOW, engine, train_grpo
 
+    engine(cfg.method.grpo.engine, cfg.method.grpo.dry_run)  # it may not run here at all
     start = resolve_model(cfg.method.init or cfg.model)
     base = evaluate(cfg, start, "base", run_dir)
     checkpoint, grpo = train_grpo(cfg, cfg.method.grpo, family, start, run_dir / "grpo")

@@ -26,10 +26,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from leafe_recipe import CONF_DIR
+from leafe_recipe import CONF_DIR, Unavailable
 from leafe_recipe.envs.base import get_family
 from leafe_recipe.evaluate import plain
 from leafe_recipe.prompts import PROMPT_SETTINGS, read_prompt_settings
+from leafe_recipe.records import write_json
 from leafe_recipe.report import ledger_table, markdown_table
 from leafe_recipe.tiny import resolve_model
 
@@ -74,26 +75,26 @@ def eval_cache_dir(cfg: DictConfig, run_dir: Path) -> str:
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     entry = method_entry(cfg.method.name)
-    family = get_family(cfg.env.name)
-    window = resolve_window(cfg, resolve_model(cfg.method.get("init") or cfg.model))
-    with open_dict(cfg):
-        cfg.eval_cache_dir = eval_cache_dir(cfg, run_dir)
+    cell = {"method": cfg.method.name, "env": cfg.env.name, "model": cfg.model, "seed": cfg.seed}
     try:
+        family = get_family(cfg.env.name)
+        window = resolve_window(cfg, resolve_model(cfg.method.get("init") or cfg.model))
+        with open_dict(cfg):
+            cfg.eval_cache_dir = eval_cache_dir(cfg, run_dir)
         out = entry(cfg, family, run_dir)
+    except Unavailable as err:  # not on this machine: a sweep records the cell and goes on
+        write_json(run_dir / "results.json", {**cell, "not_run": str(err), "config": plain(cfg)})
+        print(f"leafe: not run here: {err}", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(1)
+        return
     except Exception as err:  # the project's own errors say what to change; a traceback would not help
-        if not type(err).__module__.startswith("leafe_recipe"):
+        if not type(err).__module__.startswith(("leafe_recipe", "baselines")):
             raise
         print(f"leafe: error: {err}", file=sys.stderr)
         sys.exit(1)
-    results = {
-        "method": cfg.method.name,
-        "env": cfg.env.name,
-        "model": cfg.model,
-        **out,
-        "history_window": window,
-        "config": plain(cfg),
-    }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    results = {**cell, **out, "history_window": window, "config": plain(cfg)}
+    write_json(run_dir / "results.json", results)
     rows = out["runs"]
     n = next(iter(rows.values()))["n_tasks"]
     print(f"\n{cfg.env.name}: {n} held-out tasks x {cfg.n_samples} samples, model={cfg.model}, method={cfg.method.name}\n")

@@ -300,8 +300,8 @@ def test_the_openrlhf_command_is_accepted_by_openrlhfs_own_parser(tmp_path):
 
 
 def test_openrlhf_without_cuda_stops_with_what_to_do_unless_it_is_a_dry_run():
-    from baselines.grpo import GRPOError, engine
+    from baselines.grpo import NeedsGPU, engine
 
-    with pytest.raises(GRPOError, match="needs CUDA GPUs and vLLM.*method.engine=trl.*method.dry_run=true"):
+    with pytest.raises(NeedsGPU, match="needs CUDA GPUs and vLLM.*method.engine=trl.*method.dry_run=true"):
         engine("openrlhf", dry_run=False)
     assert engine("openrlhf", dry_run=True) == "openrlhf" and engine("auto", dry_run=False) == "trl"

@@ -28,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from leafe_recipe import Unavailable
 from leafe_recipe.envs.base import EnvFamily
 from leafe_recipe.envs.pool import first_observations
 from leafe_recipe.evaluate import evaluate, plain
@@ -41,7 +42,11 @@ WINDOW = None  # the history window GRPO trains (and its checkpoints are evaluat
 
 
 class GRPOError(RuntimeError):
-    """GRPO cannot run as configured here; the message says what to change."""
+    """GRPO cannot run as configured; the message says what to change."""
+
+
+class NeedsGPU(Unavailable):
+    """The OpenRLHF engine was asked for on a machine without CUDA GPUs and vLLM."""
 
 
 def engine(name: str, dry_run: bool) -> str:
@@ -53,7 +58,7 @@ def engine(name: str, dry_run: bool) -> str:
     if name == "auto":
         return "openrlhf" if gpus else "trl"
     if name == "openrlhf" and not gpus and not dry_run:
-        raise GRPOError(
+        raise NeedsGPU(
             "method.engine=openrlhf needs CUDA GPUs and vLLM (OpenRLHF rolls out only through vLLM engines): install "
             "`pip install -e .[gpu]` on a GPU machine, use method.engine=trl here, or method.dry_run=true to write "
             "the data, the agent and the command for a cluster"
@@ -124,6 +129,7 @@ def key_ledger(checkpoint: Path) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
+    engine(cfg.method.engine, cfg.method.dry_run)  # before anything else: it may not run here at all
     init = resolve_model(cfg.method.init or cfg.model)
     runs = {"base": evaluate(cfg, init, "base", run_dir)}
     checkpoint, info = train_grpo(cfg, cfg.method, family, init, run_dir / "grpo")

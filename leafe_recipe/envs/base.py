@@ -7,6 +7,8 @@ action prefix, so every environment must be deterministic given (task, actions);
 
 from __future__ import annotations
 
+from leafe_recipe import Unavailable
+
 import dataclasses
 import importlib
 from dataclasses import asdict, dataclass, field
@@ -87,7 +89,7 @@ class EnvFamily:
     name: str = ""  # set by `register`
 
 
-class EnvUnavailable(RuntimeError):
+class EnvUnavailable(Unavailable):
     """An environment's simulator or data is not installed here; the message says how to get it."""
 
 

@@ -53,6 +53,8 @@ to get it.
 
 from __future__ import annotations
 
+from leafe_recipe import Unavailable
+
 import ast
 import glob
 import gzip
@@ -83,7 +85,7 @@ __all__ = [
 ]
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(Unavailable):
     """A data set could not be found or loaded; the message says how to get it."""
 
 

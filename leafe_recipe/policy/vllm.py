@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leafe_recipe import Unavailable
 from leafe_recipe.policy import Completion, Sampling, per_conversation
 from leafe_recipe.prompts import Message
 
@@ -27,9 +28,9 @@ class VLLMPolicy:
             import torch
             import vllm
         except ImportError as err:
-            raise RuntimeError(f"{GPU_HINT} (import failed: {err})") from None
+            raise Unavailable(f"{GPU_HINT} (import failed: {err})") from None
         if not torch.cuda.is_available():
-            raise RuntimeError(f"{GPU_HINT} (torch sees no CUDA device)")
+            raise Unavailable(f"{GPU_HINT} (torch sees no CUDA device)")
         self.vllm = vllm
         self.requests = 0
         self.llm = vllm.LLM(
