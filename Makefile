@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: on a machine without CUDA this is the CPU build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,scienceworld,alfworld]'
+	$(BIN)/pip install -q -e '.[test,scienceworld,alfworld,cluster]'
 	# openrlhf's wheel pins flash-attn, which cannot build without CUDA: its other
 	# requirements are in pyproject.toml, openrlhf itself goes in without them.
 	$(BIN)/pip install -q --no-deps openrlhf==0.11.2

@@ -44,22 +44,38 @@ class CompareError(ValueError):
 
 
 def bootstrap_means(values: np.ndarray, resamples: int = 10_000, seed: int = 0) -> np.ndarray:
-    """Means of `values` (problems x columns) over `resamples` bootstrap resamples of its rows
-    (drawn with replacement, all columns together): an array (resamples x columns)."""
+    """Means of `values` over `resamples` bootstrap resamples: an array (resamples x columns).
+
+    `values` is (problems x columns): rows are drawn with replacement, all columns together.
+    Or (seeds x problems x columns), the same problems under several seeds: a two-level
+    bootstrap draws the seeds with replacement, then the problems within each drawn seed,
+    so the interval holds both sources of variation. With one seed it is the first case."""
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] == 0:
-        raise CompareError(f"need a non-empty (problems x ks) matrix, got shape {values.shape}")
+    values = values[None] if values.ndim == 2 else values
+    if values.ndim != 3 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise CompareError(f"need a non-empty (problems x ks) or (seeds x problems x ks) array, got shape {values.shape}")
     if resamples < 1:
         raise CompareError(f"resamples must be >= 1, got {resamples}")
-    p = values.shape[0]
+    s, p, _ = values.shape
     rng = np.random.default_rng(seed)
-    uniform = np.full(p, 1.0 / p)
-    out = np.empty((resamples, values.shape[1]))
+    out = np.empty((resamples, values.shape[2]))
     for start in range(0, resamples, _BLOCK):
         size = min(_BLOCK, resamples - start)
-        counts = rng.multinomial(p, uniform, size=size)  # how often each problem is drawn
-        out[start : start + size] = counts @ values / p
+        if s == 1:
+            counts = rng.multinomial(p, np.full(p, 1.0 / p), size=size)  # how often each problem is drawn
+            out[start : start + size] = counts @ values[0] / p
+            continue
+        seeds = rng.multinomial(s, np.full(s, 1.0 / s), size=size)  # (size x s)
+        counts = rng.multinomial(p, np.full(p, 1.0 / p), size=(size, s))  # (size x s x p)
+        per_seed = np.einsum("rsp,spc->rsc", counts, values) / p
+        out[start : start + size] = np.einsum("rs,rsc->rc", seeds, per_seed) / s
     return out
+
+
+def interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of bootstrap means (per column)."""
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return low, high
 
 
 def paired_difference(
@@ -84,8 +100,7 @@ def paired_difference(
     if pa.shape != pb.shape:
         raise CompareError(f"runs A and B have {pa.shape[0]} and {pb.shape[0]} problems: pair them first")
     diff = pa - pb
-    boot = bootstrap_means(diff, resamples, seed)
-    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    low, high = interval(bootstrap_means(diff, resamples, seed), level)
     return [
         {
             "k": int(k),

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from leafe_recipe import tracking
 from leafe_recipe.envs.base import EnvFamily
 from leafe_recipe.policy import BackendConfig, Policy, Sampling, make_policy
 from leafe_recipe.records import key_hash, model_identity, write_json
@@ -51,17 +52,18 @@ ENV_WINDOW = object()  # evaluate with the run's history window (cfg.env.history
 
 
 def evaluate(
-    cfg: DictConfig, model_path: str, label: str, run_dir: Path, load: PolicyLoader | None = None, window: Any = ENV_WINDOW
-) -> dict[str, Any]:
+    cfg: DictConfig, model_path: str, label: str, run_dir: Path, load: PolicyLoader | None = None, window: Any = ENV_WINDOW,
+    playbook: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Pass@k of `model_path` on the run's environment (its summary, also written to
     run_dir/eval_<label>.json), with the run's history window unless `window` says another
-    (a checkpoint trained with another); and on every environment of `eval_also` (the
-    paper's out-of-distribution evaluation: MBPP for a model trained on CodeContests), under
-    the summary's "also"."""
+    (a checkpoint trained with another), and with an ACE `playbook` file in its prompts when
+    given; and on every environment of `eval_also` (the paper's out-of-distribution
+    evaluation: MBPP for a model trained on CodeContests), under the summary's "also"."""
     window = cfg.env.history_window if window is ENV_WINDOW else window
     env = {"n_test": cfg.env.n_test, "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs)}
     summary = _evaluate_task(cfg, model_path, label, cfg.env.name, cfg.env.eval_task, env, cfg.sampling.max_new_tokens,
-                             window, cfg.env.env_workers, load)  # fmt: skip
+                             window, cfg.env.env_workers, load, playbook)  # fmt: skip
     for other, override in plain(cfg.get("eval_also") or {}).items():
         from leafe_recipe.lm_eval_plugin import env_config, task_spec
 
@@ -70,7 +72,7 @@ def evaluate(
         settings = {"n_test": conf["n_test"], "tasks": conf["tasks"], "kwargs": conf["kwargs"]}
         summary.setdefault("also", {})[other] = _evaluate_task(
             cfg, model_path, f"{label}@{other}", other, task, settings, conf["max_new_tokens"], conf["history_window"],
-            env_config(other).get("env_workers", 1), load,
+            env_config(other).get("env_workers", 1), load, playbook,
         )  # fmt: skip
     write_json(run_dir / f"eval_{label}.json", summary)
     return summary
@@ -78,7 +80,7 @@ def evaluate(
 
 def _evaluate_task(
     cfg: DictConfig, model_path: str, label: str, env_name: str, task: str, env: dict[str, Any], max_new_tokens: int,
-    window: int | None, env_workers: int, load: PolicyLoader | None,
+    window: int | None, env_workers: int, load: PolicyLoader | None, playbook: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One lm-eval task's summary, from the evaluation cache when everything that produced it matches."""
     from leafe_recipe.lm_eval_plugin import evaluate_checkpoint
@@ -95,6 +97,8 @@ def _evaluate_task(
         "seed": cfg.seed,
         "env": env,
     }
+    if playbook is not None:
+        key["playbook"] = Path(playbook).read_text()
     folder = Path(cfg.eval_cache_dir) / f"{task}-{key_hash(key)}"
     done = folder / "summary.json"
     start = time.monotonic()
@@ -113,16 +117,17 @@ def _evaluate_task(
             gen_kwargs=gen_kwargs,
             output_path=folder / "lm_eval",
             model_args={"max_concurrent": cfg.max_concurrent, "history_window": window, "env_workers": env_workers},
-            metadata={env_name: env} if env else {},
+            metadata=({env_name: env} if env else {}) | ({"playbook": str(playbook)} if playbook is not None else {}),
             seed=cfg.seed,
             policy=(load or policy_loader(cfg, model_path))(),
         )
-        summary = {**out["tasks"][task], "history_window": window, "samples_dir": out["output_path"]}
+        summary = {**out["tasks"][task], "task": task, "history_window": window, "samples_dir": out["output_path"]}
         groups = by_group(Path(out["output_path"]), task)
         if groups:
             summary["by_group"] = groups
         write_json(done, {"key": key, "summary": summary})
         note = f"{time.monotonic() - start:.0f} s"
+    tracking.log(f"eval/{label}", {k: summary[k] for k in ("pass_at_k", "success_rate", "mean_turns", "invalid_action_rate") if k in summary})
     passk = ", ".join(f"Pass@{k} {100 * v:.1f}" for k, v in summary["pass_at_k"].items())
     print(f"[evaluate {label}] {summary['n_tasks']} tasks x {summary['n_samples']} samples: {passk} ({note})", flush=True)
     return summary

@@ -16,6 +16,9 @@ gets its revised action. A node that reflects mid-episode keeps going: the branc
 an alternative, not a replacement. Periodic reflection counts a node's own steps (a
 branch's start at tau, not the episode's step number).
 
+With `reflection="oracle"` the environment's oracle answers instead of the policy (no model
+call; the ablation that bounds what better reflection would give).
+
 Real simulators are not all exactly deterministic. A branch whose replay diverges
 (`replay` compares through the family's canonicaliser, where it has one) is dropped
 and counted (`replay_divergences`); exploration goes on, and stops with a clear
@@ -34,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leafe_recipe import tracking
 from leafe_recipe.envs.base import Env, EnvFamily, ReplayDivergence, Step, Task, replay
 from leafe_recipe.envs.pool import EnvPool
 from leafe_recipe.policy import Policy, Sampling
@@ -53,6 +57,7 @@ class ExploreConfig:
     max_concurrent_trees: int = 64
     env_workers: int = 1  # threads stepping environments (for sandboxed code execution)
     max_divergence_share: float = 0.2  # stop when more of the rollbacks than this diverge on replay
+    reflection: str = "policy"  # who reflects: the policy, or the environment's oracle (an ablation's upper bound)
 
 
 MIN_ROLLBACKS_FOR_SHARE = 20  # the divergence share is judged once this many rollbacks were tried
@@ -154,6 +159,10 @@ def explore(
     Shows a progress bar; returns the path."""
     from tqdm import tqdm
 
+    if config.reflection not in ("policy", "oracle"):
+        raise ExplorationError(f"method.explore.reflection={config.reflection!r}: use policy or oracle")
+    if config.reflection == "oracle" and family.oracle_reflection is None:
+        raise ExplorationError(f"method.explore.reflection=oracle: the {family.name} environment has no oracle (Sokoban has one)")
     with JsonlWriter(out_path, key=task_key) as writer:
         todo = [t for t in tasks if f"{t.env}/{t.id}" not in writer.done]
         totals = Ledger()
@@ -171,6 +180,7 @@ def explore(
                     diverged=totals.replay_divergences,
                     refresh=False,
                 )
+                tracking.log("explore", asdict(totals), step=bar.n)
                 _check_divergences(totals, config, tree)
         finally:
             bar.close()
@@ -239,6 +249,9 @@ def _rounds(
                 settings.append(sampling)
                 jobs.append((tree, node, None))
             for node, finished in tree.reflecting:
+                if cfg.reflection == "oracle":  # no model call: the answer the oracle gives
+                    _reflect(tree, node, family.oracle_reflection(tree.task, node.actions, finished), len(node.actions), family)
+                    continue
                 prompts.append(build_reflection(node.observations, node.actions, finished))
                 settings.append(reflection_sampling)
                 jobs.append((tree, node, len(node.actions)))

@@ -25,6 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from leafe_recipe import shard
 from leafe_recipe.distill import DistillConfig, DistillStats, distill
 from leafe_recipe.envs.base import EnvFamily
 from leafe_recipe.evaluate import evaluate, plain, policy_loader, sampling_from
@@ -49,7 +50,12 @@ def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
     init = resolve_model(m.init or cfg.model)
     load = policy_loader(cfg, init)
     trees = run_dir / "trees.jsonl"
-    _explore(cfg, family, init, load, trees)
+    grow_trees(cfg, family, init, load, trees)
+    if cfg.shard is not None:  # one machine's part of stage 1: leafe-merge joins the shards (leafe_recipe/shard.py)
+        exploration = explore_summary(trees)
+        print(f"[explore] shard {cfg.shard} done: {trees}. Merge the shards with `leafe-merge trees OUT SHARD_RUN...`, "
+              f"then run `leafe method=leafe hydra.run.dir=OUT` with these settings and no shard", flush=True)  # fmt: skip
+        return {"runs": {}, "shard": cfg.shard, "ledger": {"tasks": exploration["tasks"], **exploration["totals"]}}
     runs = {"base" if m.init is None else "init": evaluate(cfg, init, "base" if m.init is None else "init", run_dir, load)}
     del load  # frees the generation engine's memory for the trainer
     gc.collect()
@@ -77,9 +83,10 @@ def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _explore(cfg: DictConfig, family: EnvFamily, init: str, load, trees: Path) -> None:
+def grow_trees(cfg: DictConfig, family: EnvFamily, init: str, load, trees: Path) -> None:
+    """Stage 1 on the run's train tasks into `trees`, or what is already there when its key matches."""
     m = cfg.method
-    tasks = family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks))
+    tasks = shard.take(family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks)), cfg.shard)
     settings = {k: v for k, v in plain(m.explore).items() if k not in ("max_concurrent_trees", "env_workers")}
     key = {
         "stage": "explore",

@@ -30,6 +30,7 @@ sampling of the `leafe` app, whose rollouts LEAFE trains on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -44,12 +45,12 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.api.task import ConfigurableTask
 
-from leafe_recipe import CONF_DIR, TASKS_DIR
+from leafe_recipe import CONF_DIR, TASKS_DIR, shard
 from leafe_recipe.envs.base import Task, get_family
 from leafe_recipe.envs.code import DatasetUnavailable
 from leafe_recipe.passk import ks_up_to, pass_at_k
 from leafe_recipe.policy import Sampling, cut_at_stop
-from leafe_recipe.prompts import PROMPT_SETTINGS, read_prompt_settings
+from leafe_recipe.prompts import PROMPT_SETTINGS, read_prompt_settings, with_playbook
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,11 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
         max_new_tokens:  generated tokens per action (the task's max_gen_toks)
         ks:              the k of Pass@k (null: 1, 2, 4, ... up to the samples per problem)
 
+    `--metadata '{"playbook": FILE}'` puts an ACE playbook (baselines/ace) in every prompt's
+    system message, so any checkpoint can be evaluated with any playbook.
+    `--metadata '{"shard": "i/N"}'` keeps every N-th problem from the i-th (leafe_recipe/shard.py),
+    so N machines evaluate one task set and `leafe-merge samples` joins their logs.
+
     Overrides come from metadata (`--metadata '<json>'`, or a `metadata:` block in a task
     variant): `<env>: {...}` with any of the keys above (`tasks` and `kwargs` merge key by
     key), and the shortcut `<env>_path: FILE`, the same as `<env>: {tasks: {path: FILE}}`.
@@ -125,9 +131,15 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
         ) from err
     if not tasks:
         raise LeafeEvalError(f"{spec['env']} split {spec['split']!r}: the loader returned no tasks")
+    try:
+        tasks = shard.take(tasks, metadata.get("shard"))
+    except shard.ShardError as err:
+        raise LeafeEvalError(f"metadata {err}") from None
+    playbook = _playbook(metadata.get("playbook"))
     settings = json.dumps(
         {
             "env": spec["env"],
+            "playbook": playbook,
             "kwargs": spec["kwargs"],
             "history_window": spec["history_window"],
             "history_window_source": spec["history_window_source"],
@@ -144,7 +156,7 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
             {
                 "id": task.id,
                 "env": task.env,
-                "system": family.system_prompt,
+                "system": with_playbook(family.system_prompt, playbook),
                 "prompt": first,
                 "task": json.dumps(task.to_json(), sort_keys=True),
                 "settings": settings,
@@ -153,6 +165,16 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
     import datasets
 
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+def _playbook(path: str | None) -> str | None:
+    """The text of an ACE playbook file given as `--metadata '{"playbook": FILE}'`."""
+    if not path:
+        return None
+    file = Path(os.path.expandvars(os.path.expanduser(str(path))))
+    if not file.is_file():
+        raise LeafeEvalError(f"metadata playbook: {file} is not a file (an ACE playbook, e.g. <ace run>/playbook/final.md)")
+    return file.read_text()
 
 
 _SPEC_KEYS = {"env", "split", "n_test", "tasks", "kwargs", "history_window", "max_new_tokens", "ks"}
@@ -598,6 +620,8 @@ class LeafeAgent(LM):
         for (settings_json, sampling), items in groups.items():
             settings = json.loads(settings_json)
             family = get_family(settings["env"])
+            if settings.get("playbook"):  # ACE: the frozen playbook in the system prompt
+                family = dataclasses.replace(family, system_prompt=with_playbook(family.system_prompt, settings["playbook"]))
             window, source = self.window_for(settings)
             log.info("leafe-agent: %s episodes with history window %s (from the %s)", settings["env"], window, source)
             starts = ((task, j) for j, (_, task) in enumerate(items))  # the sample field carries the position

@@ -154,3 +154,20 @@ def _json_reflection(text: str) -> tuple[str | None, str | None]:
         return None, None
     experience = obj.get("experience")
     return step, experience if isinstance(experience, str) else None
+
+
+def refinement_experience(actions: list[str], last_feedback: str, action_key=None) -> str:
+    """The experience of an iterative-refinement retry (the paper's Table 3 baseline): what the
+    previous attempt did and the feedback it ended with, with no diagnosis and no rollback."""
+    moves = [action_key(a) for a in actions] if action_key is not None else []
+    did = f" Its actions: {', '.join(m or 'invalid' for m in moves)}." if moves else ""
+    text = f"The previous attempt failed after {len(actions)} steps.{did} Its last feedback: {last_feedback.strip()}"
+    return text[:MAX_EXPERIENCE_CHARS]
+
+
+PLAYBOOK_HEADER = "Playbook of strategies learned from earlier attempts (entry ids in brackets; cite the ones you use)"
+
+
+def with_playbook(system: str, playbook: str | None) -> str:
+    """The system prompt with an ACE playbook (baselines/ace) after it; unchanged without one."""
+    return system if not playbook or not playbook.strip() else f"{system}\n\n{PLAYBOOK_HEADER}:\n{playbook.strip()}"

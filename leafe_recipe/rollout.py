@@ -25,6 +25,17 @@ from leafe_recipe.records import JsonlWriter
 T, R = TypeVar("T"), TypeVar("R")
 
 
+@dataclass(frozen=True)
+class Start:
+    """An episode to play: from the task's reset, or from the state its `prefix` of actions
+    reaches (replayed, as a LEAFE branch starts), with `experience` in every prompt."""
+
+    task: Task
+    sample: int
+    prefix: tuple[str, ...] = ()
+    experience: str | None = None
+
+
 @dataclass
 class Episode:
     task: Task
@@ -32,6 +43,7 @@ class Episode:
     env: Env
     observations: list[str]
     actions: list[str] = field(default_factory=list)
+    experience: str | None = None
     rewards: list[float] = field(default_factory=list)
     invalid_actions: int = 0
     gen_tokens: int = 0
@@ -72,7 +84,7 @@ def step_envs(envs: list[Env], actions: list[str], workers: int = 1) -> list[Ste
 
 
 def run_episodes(
-    starts: Iterable[tuple[Task, int]],
+    starts: Iterable[tuple[Task, int] | Start],
     family: EnvFamily,
     env_kwargs: dict[str, Any],
     policy: Policy,
@@ -82,8 +94,9 @@ def run_episodes(
     env_workers: int = 1,
     pool: EnvPool | None = None,
 ) -> Iterator[Episode]:
-    """Play every (task, sample) in `starts`; yield each episode when it ends. Environments
-    come from `pool` (by default one of this call, closed when it ends)."""
+    """Play every (task, sample) or Start in `starts`; yield each episode when it ends.
+    Environments come from `pool` (by default one of this call, closed when it ends). A
+    Start's prefix is replayed on the environment and is part of the episode's actions."""
     own = pool is None
     pool = EnvPool(family, env_kwargs) if own else pool
     pending = iter(starts)
@@ -92,12 +105,12 @@ def run_episodes(
         while True:
             new = []
             while len(live) + len(new) < max_concurrent and pool.available != 0 and (nxt := next(pending, None)) is not None:
-                new.append((*nxt, pool.acquire()))
-            firsts = in_threads(lambda start: start[2].reset(start[0]), new, env_workers)
-            live += [Episode(task=task, sample=sample, env=env, observations=[first]) for (task, sample, env), first in zip(new, firsts)]
+                new.append(Episode(**_start_fields(nxt), env=pool.acquire(), observations=[]))
+            in_threads(_begin, new, env_workers)
+            live += new
             if not live:
                 return
-            prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window) for ep in live]
+            prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window, ep.experience) for ep in live]
             completions = policy.generate(prompts, sampling)
             steps = step_envs([ep.env for ep in live], [c.text for c in completions], env_workers)
             still: list[Episode] = []
@@ -118,6 +131,21 @@ def run_episodes(
     finally:
         if own:
             pool.close()
+
+
+def _start_fields(start: tuple[Task, int] | Start) -> dict[str, Any]:
+    s = start if isinstance(start, Start) else Start(*start)
+    return {"task": s.task, "sample": s.sample, "actions": list(s.prefix), "experience": s.experience}
+
+
+def _begin(ep: Episode) -> None:
+    """Reset the episode's environment and replay its prefix."""
+    ep.observations.append(ep.env.reset(ep.task))
+    for action in ep.actions:
+        step = ep.env.step(action)
+        if step.done:
+            raise ValueError(f"{ep.task.env}/{ep.task.id}: the start's prefix ends the episode at step {len(ep.observations)}")
+        ep.observations.append(step.observation)
 
 
 def rollout(

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leafe_recipe import tracking
 from leafe_recipe.prompts import write_prompt_settings
 from leafe_recipe.records import claim, model_identity, write_json
 
@@ -136,7 +137,7 @@ def sft_flags(cfg: SFTConfig, on_gpu: bool) -> list[str]:
         flags += ["--ds.lora.rank", str(cfg.lora_rank), "--ds.lora.alpha", str(cfg.lora_alpha)]
         if cfg.target_modules:
             flags += ["--ds.lora.target_modules", *cfg.target_modules]
-    return flags + list(cfg.extra_args)
+    return flags + tracking.openrlhf_flags(f"sft-{Path(cfg.output_dir).name}") + list(cfg.extra_args)
 
 
 def sft_command(cfg: SFTConfig, num_gpus: int) -> list[str]:

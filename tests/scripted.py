@@ -40,7 +40,7 @@ class Scripted:
                 kinds.append("act+e")
                 experience = conv[-1]["content"].split(EXPERIENCE_HEADER + ": ", 1)[1]
                 thought = self.thought.format(experience=experience)
-                text = f"Thought: {thought}\nAction: {solve(grid_of(conv[-1]['content']))[0]}"
+                text = f"Thought: {thought}\nAction: {solve(grid_of(conv[-1]['content'].split(EXPERIENCE_HEADER)[0]))[0]}"
             else:
                 kinds.append("act")
                 text = "Thought: I wait.\nAction: wait"  # invalid: the room never changes

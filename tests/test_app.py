@@ -64,35 +64,58 @@ def test_backend_vllm_without_a_gpu_stops_with_what_to_do(tmp_path):
     assert "backend=vllm needs vLLM and a CUDA GPU" in proc.stderr
 
 
-METHOD_RUNS = {
-    "imitation": ([], {"base", "imitation"}, 2),
-    "early_experience": ([], {"base", "early_experience_iwm"}, 2),
-    "early_experience_sr": (["method=early_experience", "method.variant=sr"], {"base", "early_experience_sr"}, 2),
-    "grpo": ([], {"base", "grpo"}, None),
-    "leafe_rl": ([], {"base", "grpo", "leafe_rl"}, None),
+SWEEP_CELLS = {  # method -> the runs its results.json holds and the history window its checkpoint carries
+    "base": ({"base"}, None),
+    "imitation": ({"base", "imitation"}, 2),
+    "early_experience": ({"base", "early_experience_iwm"}, 2),
+    "leafe_rehearsal_only": ({"base", "leafe"}, 2),
+    "leafe_rl": ({"base", "grpo", "leafe_rl"}, None),
+    "search_compare": (set(), None),
+    "ace": ({"base", "ace"}, None),
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(METHOD_RUNS))
-def test_every_method_runs_end_to_end_on_the_tiny_model(name, tmp_path):
-    extra, labels, window = METHOD_RUNS[name]
-    method = extra or [f"method={name}"]
-    run = tmp_path / "run"
-    args = (*method, "experiment=smoke", "env.n_train=4", "env.n_test=2", "n_samples=2", "budget=24", f"hydra.run.dir={run}")
+def test_a_sweep_of_every_method_runs_end_to_end_and_leafe_report_renders_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    methods = ",".join([*SWEEP_CELLS, "grpo"])
+    # ++method.engine=openrlhf: method=grpo cannot run here (no CUDA), so the sweep records it and goes on
+    args = ("-m", f"method={methods}", "experiment=smoke", "++method.engine=openrlhf", "env.n_train=4", "env.n_test=2",
+            "n_samples=2", "budget=24", "++method.distill.reh_fraction=1.0", f"hydra.sweep.dir={sweep}")  # fmt: skip
     proc = leafe(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((run / "results.json").read_text())
-    assert set(results["runs"]) == labels and all(r["n_tasks"] == 2 for r in results["runs"].values())
-    checkpoint = Path(results["checkpoint"])
-    # each checkpoint carries the window it was trained with: GRPO's whole history, the SFT methods' env window
-    assert json.loads((checkpoint / "leafe_prompt.json").read_text())["history_window"] == window
-    if name in ("grpo", "leafe_rl"):
-        grpo = results["ledger"] if name == "grpo" else results["grpo"]
-        assert grpo["engine"] == "trl" and grpo["env_steps"] > 0 and grpo["passes"] == 1
-        assert results["runs"]["grpo"]["history_window"] is None
+    cells = {r["method"] + ("_rehearsal_only" if r["config"]["method"].get("ablation") else ""): r
+             for r in (json.loads(p.read_text()) for p in sweep.glob("*/results.json"))}  # fmt: skip
+    assert cells["grpo"]["not_run"].startswith("method.engine=openrlhf needs CUDA GPUs and vLLM")
+    reh = cells.pop("leafe_rehearsal_only")
+    if "failed" in reh:  # the tiny model solved no train room: no D_reh; recorded, and the sweep went on
+        assert reh["failed"].startswith("rehearsal-only ablation with no rehearsal data")
     else:
-        assert results["ledger"]["expert_steps"] > 0
+        cells["leafe_rehearsal_only"] = reh
+    for name, results in cells.items():
+        if name == "grpo":
+            continue
+        labels, window = SWEEP_CELLS[name]
+        assert set(results["runs"]) == labels and all(r["n_tasks"] == 2 for r in results["runs"].values())
+        if name not in ("base", "search_compare", "ace"):
+            # each checkpoint carries the window it was trained with: GRPO's whole history, the SFT methods' env window
+            assert json.loads(Path(results["checkpoint"], "leafe_prompt.json").read_text())["history_window"] == window
+    assert cells["leafe_rl"]["grpo"]["engine"] == "trl" and cells["leafe_rl"]["runs"]["grpo"]["history_window"] is None
+    assert cells["imitation"]["ledger"]["expert_steps"] > 0
+    assert set(cells["search_compare"]["search"]["files"]) == {"independent", "refinement", "tree"}
+    assert Path(cells["ace"]["playbook"]).exists() and cells["ace"]["ledger"]["rounds"] > 0
+    # the base model was evaluated once for the whole sweep: every later cell reuses that evaluation
+    base = [line for line in proc.stdout.splitlines() if line.startswith("[evaluate base]")]
+    assert len(base) >= 4 and sum("reused from" in line for line in base) == len(base) - 1
+
+    report = subprocess.run([LEAFE + "-report", str(sweep), "--resamples", "200"], capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    md = (sweep / "report" / "report.md").read_text()
+    for row in ("Base", "Imitation", "Early Experience (IWM)", "ACE", "LEAFE + RL"):
+        assert f"| {row} | " in md.split("## Table 1")[1].split("\n## ")[0]
+    assert "| GRPO | not run: method.engine=openrlhf needs CUDA GPUs and vLLM" in md
+    assert "## Table 3: stage 1 as a search — tiny, Sokoban" in md and "## Budgets — Sokoban, model tiny" in md
+    assert (sweep / "report" / "curves" / "sokoban_tiny.png").exists() and (sweep / "report" / "report.tex").exists()
 
 
 SIMULATED = {

@@ -67,3 +67,13 @@ def test_replay_compares_through_the_canonicaliser():
     with pytest.raises(ReplayDivergence) as err:
         replay(Counter(drift=1), TASK, ["2"], ["total=1", "total=3"], canonical=str.strip)
     assert (err.value.step, err.value.expected, err.value.got) == (1, "total=3", "total=4")
+
+
+def test_a_config_key_the_family_does_not_take_is_named_with_the_valid_ones():
+    from leafe_recipe.envs.base import EnvConfigError, get_family
+
+    family = get_family("sokoban")
+    with pytest.raises(EnvConfigError, match=r"env.tasks of sokoban: got an unexpected keyword argument 'path'; valid keys: dim, "):
+        family.tasks("train", 2, path="x")
+    with pytest.raises(EnvConfigError, match=r"env.kwargs of sokoban: .* 'max_turns'; valid keys: max_steps"):
+        family.make(max_turns=4)

@@ -40,3 +40,43 @@ def test_every_config_group_builds_its_dataclass():
     ExploreConfig(**leafe.explore)
     DistillConfig(**leafe.distill)
     SFTConfig(model="m", datasets=["d"], output_dir="o", **leafe.sft)
+
+
+def hydra_config(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_every_paper_experiment_composes_for_every_cell_of_its_sweep():
+    """Each table's sweep, cell by cell: the method's and environment's configs with the experiment's values."""
+    from leafe_recipe.pipeline import METHODS
+
+    expected = {"table1": (128, 4 * 6 * 2), "table2": (128, 3 * 3), "table3": (None, 3), "table4": (128, 2 * 3), "smoke_sweep": (8, 10 * 2)}
+    for experiment, (n_samples, n_cells) in expected.items():
+        params = {k: str(v).split(",") for k, v in hydra_config(f"experiment={experiment}").hydra.sweeper.params.items()}
+        cells = [[]]
+        for key, values in params.items():
+            cells = [c + [f"{key}={v.strip()}"] for c in cells for v in values]
+        assert len(cells) == n_cells, experiment
+        for cell in cells:
+            cfg = config(f"experiment={experiment}", *cell)
+            assert cfg.method.name in METHODS and (n_samples is None or cfg.n_samples == n_samples)
+    table1 = {env: config("experiment=table1", f"env={env}").env.n_test for env in ("webshop", "alfworld", "scienceworld", "sokoban")}
+    assert table1 == {"webshop": 500, "alfworld": 140, "scienceworld": 300, "sokoban": 500}
+    assert config("experiment=table2").eval_also.mbpp.n_test == 500 and config("experiment=table2").env.n_test == 165
+    assert config("experiment=table4", "method=leafe_rehearsal_only").method.ablation == "rehearsal_only"
+
+
+def test_the_paper_experiments_say_where_each_value_comes_from():
+    for name in ("table1", "table2", "table3", "table4"):
+        text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+        assert "[ours]" in text and "NOT measured" in text and "GPU-hours" in text, name
+
+
+def test_the_slurm_launcher_composes_on_the_submitit_plugin():
+    import importlib
+
+    launcher = hydra_config("experiment=table1", "hydra/launcher=leafe_slurm", "hydra.launcher.partition=gpu").hydra.launcher
+    module, cls = launcher._target_.rsplit(".", 1)
+    assert cls == "SlurmLauncher" and hasattr(importlib.import_module(module), cls)
+    assert (launcher.gpus_per_node, launcher.nodes, launcher.partition) == (8, 1, "gpu")

@@ -241,3 +241,28 @@ def test_too_many_divergences_stop_with_a_clear_error_and_keep_the_finished_tree
     with pytest.raises(ExplorationError, match=r"20 of 20 rollbacks \(100%\) diverged.*max_divergence_share=0.5.*canonicaliser"):
         explore(tasks, _noisy_family(), ENV, Scripted(), Sampling(), Sampling(), config, tmp_path / "trees.jsonl")
     assert len(list(read_jsonl(tmp_path / "trees.jsonl"))) == MIN_ROLLBACKS_FOR_SHARE
+
+
+def test_oracle_reflection_replaces_the_policys_without_a_model_call(tmp_path):
+    from leafe_recipe.envs.sokoban import first_mistake
+
+    policy = Scripted()
+    trees = run(tmp_path, policy, reflection="oracle", max_depth=1)
+    assert "reflect" not in {kind for batch in policy.batches for kind in batch}
+    for tree in trees:
+        root = tree["nodes"][0]
+        [r] = tree["reflections"]
+        # 'wait' pushes nothing, so no step is fatal: the oracle names the first mistake, step 1
+        assert r["tau"] == first_mistake(tree["task"]["data"]["grid"], root["actions"])[0] == 1
+        assert r["experience"].startswith("At step 1, move ") and tree["nodes"][1]["end"] == "success"
+        assert tree["ledger"]["model_calls"] == sum(len(n["actions"]) - (n["tau"] or 1) + 1 for n in tree["nodes"])
+
+
+def test_oracle_reflection_needs_an_environment_with_an_oracle(tmp_path):
+    from dataclasses import replace
+
+    from leafe_recipe.explore import ExplorationError
+
+    with pytest.raises(ExplorationError, match="has no oracle"):
+        explore(TASKS, replace(SOKOBAN, oracle_reflection=None), ENV, Scripted(), Sampling(), Sampling(),
+                ExploreConfig(reflection="oracle"), tmp_path / "t.jsonl")  # fmt: skip

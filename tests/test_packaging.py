@@ -11,3 +11,13 @@ def test_every_package_is_listed_for_the_wheel():
         for init in (REPO / top).rglob("__init__.py")
     }
     assert listed == found | {"leafe_recipe.hydra_conf", "leafe_recipe.tasks"}
+
+
+def test_every_data_file_of_the_package_is_in_the_wheel():
+    from fnmatch import fnmatch
+
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for path in (REPO / "leafe_recipe").rglob("*"):
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
+            package = ".".join(path.parent.relative_to(REPO).parts)
+            assert any(fnmatch(path.name, pattern) for pattern in data.get(package, [])), path

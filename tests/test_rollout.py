@@ -79,3 +79,24 @@ def test_stepping_environments_in_threads_gives_the_same_records(tmp_path):
     one = rollout(tasks, 2, SOKOBAN, {}, PlanPolicy(tasks, SOKOBAN.make(), wrong_first=True), Sampling(), tmp_path / "1.jsonl")
     two = rollout(tasks, 2, SOKOBAN, {}, PlanPolicy(tasks, SOKOBAN.make(), wrong_first=True), Sampling(), tmp_path / "2.jsonl", env_workers=2)
     assert list(read_jsonl(one)) == list(read_jsonl(two))
+
+
+def test_an_episode_can_start_from_a_replayed_prefix_with_an_experience_in_every_prompt():
+    from leafe_recipe.prompts import EXPERIENCE_HEADER
+    from leafe_recipe.rollout import Start, run_episodes
+
+    task = SOKOBAN.tasks("test", 1)[0]
+    plan = solve(task.data["grid"])
+    prompts = []
+
+    class Rest:
+        def generate(self, conversations, sampling):
+            prompts.extend(conversations)
+            return [Completion(text=f"Action: {plan[sum(m['role'] == 'assistant' for m in c)]}", num_tokens=2, truncated=False)
+                    for c in conversations]  # fmt: skip
+
+    start = Start(task, 0, prefix=(f"Action: {plan[0]}",), experience="keep going")
+    [ep] = run_episodes([start], SOKOBAN, {"max_steps": 20}, Rest(), Sampling(), history_window=None)
+    assert ep.success and ep.actions == [f"Action: {m}" for m in plan] and len(ep.observations) == len(plan) + 1
+    assert len(prompts) == len(plan) - 1  # the prefix was replayed, not generated
+    assert all(p[-1]["content"].endswith(f"{EXPERIENCE_HEADER}: keep going") for p in prompts)

@@ -86,7 +86,8 @@ def test_bad_split_and_impossible_parameters_raise_value_error():
 
 def test_family_is_registered():
     family = get_family("sokoban")
-    assert family.make is SokobanEnv and family.tasks is sokoban_tasks and "Sokoban" in family.system_prompt
+    assert family.make.__wrapped__ is SokobanEnv and family.tasks.__wrapped__ is sokoban_tasks  # (keyword-checked)
+    assert "Sokoban" in family.system_prompt
 
 
 # --- solver --------------------------------------------------------------------------
@@ -234,3 +235,21 @@ def test_fatal_step(actions, expected):
 def test_fatal_step_on_an_unsolvable_room_is_an_error():
     with pytest.raises(ValueError, match="solvable"):
         fatal_step(CORNERED, ["Action: up"])
+
+
+def test_the_oracle_names_the_fatal_push_and_the_solvers_move_there():
+    from leafe_recipe.envs.base import Task
+    from leafe_recipe.envs.sokoban import first_mistake, oracle_reflection
+
+    grid = ["######", "#.   #", "# $  #", "# @  #", "######"]
+    task = Task("sokoban", "t", {"grid": grid})
+    assert solve(grid) == ["up", "right", "up", "left"]
+    # the second push right puts the box against the right wall: fatal at step 4
+    doomed = ["Action: left", "Action: up", "Action: right", "Action: right"]
+    assert (fatal_step(grid, doomed), first_mistake(grid, doomed)) == (4, (1, "up"))
+    assert oracle_reflection(task, doomed, finished=True) == "Rollback step: 4\nExperience: At step 4, move down instead of right."
+    # a failure with no fatal push: the first mistake
+    wasted = ["Action: right", "Action: up", "Action: left", "Action: left"]
+    assert oracle_reflection(task, wasted, finished=True) == "Rollback step: 1\nExperience: At step 1, move up instead of right."
+    # a live attempt that can still be solved is on track
+    assert oracle_reflection(task, wasted[:2], finished=False).startswith("Rollback step: none")

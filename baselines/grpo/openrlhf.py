@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from baselines.grpo.agent import agent_file
+from leafe_recipe import tracking
 from leafe_recipe.envs.base import Task
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import write_jsonl
@@ -104,7 +105,7 @@ def command(g: dict[str, Any], init: str, folder: Path, num_gpus: int, max_new_t
         "--ckpt.output_dir", str(folder / "checkpoint"),
         "--ckpt.path", str(folder / "ds_checkpoints"),
     ]  # fmt: skip
-    flags += list(o["extra_args"])
+    flags += tracking.openrlhf_flags("grpo") + list(o["extra_args"])
     try:
         parser().parse_args(flags)
     except SystemExit as err:  # argparse reports on stderr and exits

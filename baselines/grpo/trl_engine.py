@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from baselines.grpo.turns import ChatTurns
+from leafe_recipe import tracking
 from leafe_recipe.envs.base import EnvFamily, Task
 from leafe_recipe.envs.pool import EnvPool, first_observations
 from leafe_recipe.prompts import build_messages
@@ -167,7 +168,7 @@ def train(
         seed=g["seed"],
         logging_steps=1,
         save_strategy="no",
-        report_to=[],
+        report_to=tracking.trl_report_to(),
         remove_unused_columns=False,
         disable_dropout=True,
     )

@@ -7,12 +7,14 @@ action prefix, so every environment must be deterministic given (task, actions);
 
 from __future__ import annotations
 
-from leafe_recipe import Unavailable
-
 import dataclasses
+import functools
 import importlib
+import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
+
+from leafe_recipe import Unavailable
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class EnvFamily:
     # The action an answer amounts to, to compare answers (Sokoban: its move); None where
     # answers cannot be compared beyond their text.
     action_key: Callable[[str], str | None] | None = None
+    # A reflection answer as an oracle would write it (Sokoban: the solver's fatal step and move),
+    # for the ablation that replaces the policy's reflection (method.explore.reflection=oracle).
+    oracle_reflection: Callable[[Task, list[str], bool], str] | None = None
     # Lifecycle (envs/pool.py): run each environment in a worker process (a slow or not
     # thread-safe simulator), and at most this many alive at once (None: no limit).
     processes: bool = False
@@ -108,8 +113,34 @@ FAMILIES: dict[str, tuple[str, str | None]] = {
 }
 
 
+class EnvConfigError(ValueError):
+    """An env.tasks or env.kwargs key the family does not take; the message lists the ones it does."""
+
+
+def _checked(fn: Callable, what: str) -> Callable:
+    """`fn` whose keyword arguments are checked against its signature first, so a wrong config
+    key is named with the valid ones rather than failing somewhere inside."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as err:
+            valid = [p.name for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY or p.default is not p.empty]
+            raise EnvConfigError(f"{what}: {err}; valid keys: {', '.join(valid)}") from None
+        return fn(*args, **kwargs)
+
+    return call
+
+
 def register(name: str, family: EnvFamily) -> None:
-    REGISTRY[name] = dataclasses.replace(family, name=name)
+    REGISTRY[name] = dataclasses.replace(
+        family, name=name, make=_checked(family.make, f"env.kwargs of {name}"), tasks=_checked(family.tasks, f"env.tasks of {name}")
+    )
 
 
 def get_family(name: str) -> EnvFamily:

@@ -364,6 +364,57 @@ def fatal_step(grid: list[str], actions: list[str]) -> int | None:
     return None
 
 
+def grid_after(grid: list[str], actions: list[str]) -> list[str]:
+    """The room after `actions` (raw answers, applied as SokobanEnv applies them)."""
+    board, player, boxes = _parse(grid)
+    for text in actions:
+        direction = parse_action(text)
+        if direction is not None:
+            player, boxes, _ = _move(board, player, boxes, direction)
+    return _to_grid(board, player, boxes)
+
+
+def optimal_moves(grid: list[str]) -> set[str]:
+    """The moves that start a fewest-moves plan from `grid` (empty when solved or unsolvable)."""
+    plan = solve(grid)
+    if not plan:
+        return set()
+    return {m for m in ACTIONS if (after := solve(grid_after(grid, [m]))) is not None and len(after) == len(plan) - 1}
+
+
+def hint(step: int, move: str, instead: str | None) -> str:
+    """The fix a Sokoban reflection names: the experience the oracle writes and the micro model
+    learns to write and to follow."""
+    return f"At step {step}, move {move} instead of {instead}." if instead and instead != move else f"At step {step}, move {move}."
+
+
+def first_mistake(grid: list[str], actions: list[str]) -> tuple[int, str] | None:
+    """(1-based step, the solver's move there) of the first action that leaves every shortest
+    plan; None when every action was on one."""
+    for i in range(len(actions)):
+        state = grid_after(grid, actions[:i])
+        best = optimal_moves(state)
+        if not best:
+            return None
+        if parse_action(actions[i]) not in best:
+            return i + 1, sorted(best)[0]
+    return None
+
+
+def oracle_reflection(task: Task, actions: list[str], finished: bool) -> str:
+    """A reflection as the solver would write it (an ablation's upper bound on reflection):
+    the fatal step, or for a failed episode with none the first mistake, or `none` for a live
+    episode that can still be solved; the experience names the solver's move there."""
+    grid = list(task.data["grid"])
+    step = fatal_step(grid, actions)
+    if step is None and finished:
+        step = (first_mistake(grid, actions) or (None,))[0]
+    if step is None:
+        return "Rollback step: none\nExperience: The attempt is on track."
+    best = sorted(optimal_moves(grid_after(grid, actions[: step - 1])))
+    return f"Rollback step: {step}\nExperience: {hint(step, best[0] if best else 'up', parse_action(actions[step - 1]))}"
+
+
 # --- text interface ----------------------------------------------------------------
 
 _ACTION_TAG = re.compile(r"(?<![a-z])action\s*:", re.IGNORECASE)
@@ -465,14 +516,17 @@ def sokoban_tasks(
     num_boxes: int = 1,
     wall_density: float = 0.15,
     min_solution_len: int = 4,
+    offset: int = 0,
 ) -> list[Task]:
-    """The first `n` rooms of a split. Train uses seeds 0, 1, 2, ...; test uses seeds
-    1_000_000, 1_000_001, ..., so the splits never share a seed for n < 1_000_000."""
+    """`n` rooms of a split from its `offset`-th on. Train uses seeds 0, 1, 2, ...; test uses
+    seeds 1_000_000, 1_000_001, ..., so the splits never share a seed below 1_000_000."""
     starts = {"train": TRAIN_SEED_START, "test": TEST_SEED_START}
     if split not in starts:
         raise ValueError(f"unknown Sokoban split {split!r}; valid splits: {', '.join(starts)}")
+    if split == "train" and offset + n > TEST_SEED_START - TRAIN_SEED_START:
+        raise ValueError(f"train rooms {offset}..{offset + n - 1} would reach the test split's seeds")
     tasks = []
-    for seed in range(starts[split], starts[split] + n):
+    for seed in range(starts[split] + offset, starts[split] + offset + n):
         grid, plan = _generate(seed, tuple(dim), num_boxes, wall_density, min_solution_len, max_tries=200)
         data = {"seed": seed, "grid": grid, "optimal_len": len(plan)}
         tasks.append(Task(env="sokoban", id=f"{split}-{seed}", data=data))
@@ -497,5 +551,6 @@ register(
         expert=expert_answers,
         valid_actions=lambda env: [f"Action: {move}" for move in ACTIONS],
         action_key=parse_action,
+        oracle_reflection=oracle_reflection,
     ),
 )
