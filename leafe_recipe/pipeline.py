@@ -36,7 +36,7 @@ from leafe_recipe.envs.base import get_family
 from leafe_recipe.evaluate import plain
 from leafe_recipe.prompts import PROMPT_SETTINGS, read_prompt_settings
 from leafe_recipe.records import write_json
-from leafe_recipe.report import ledger_table, markdown_table, search_table
+from leafe_recipe.report import ledger_table, markdown_table, paired_vs_base, search_table
 from leafe_recipe.tiny import resolve_model
 
 METHODS = {
@@ -123,6 +123,8 @@ def main(cfg: DictConfig) -> None:
         n = next(iter(out["runs"].values()))["n_tasks"]
         print(f"\n{cfg.env.name}: {n} held-out tasks x {cfg.n_samples} samples, model={cfg.model}, method={cfg.method.name}\n")
         print(markdown_table(out["runs"]))
+        if paired := paired_vs_base(out["runs"]):
+            print(f"\nPaired against the base model it started from:\n\n{paired}")
     if "exploration" in out:
         print("\nLEAFE stage 1 ledger (train tasks) and stage 2 data:\n")
         print(ledger_table(out["exploration"], out["distillation"]))

@@ -50,6 +50,24 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def paired_vs_base(rows: dict[str, dict[str, Any]], resamples: int = 10_000) -> str:
+    """Each trained run minus the base model it started from, paired over the held-out tasks
+    (leafe-compare's estimator), at Pass@1 and the largest k: what a single run can claim."""
+    from leafe_recipe.compare import compare, format_result
+
+    if "base" not in rows:
+        return ""
+    base = load_run(rows["base"]["samples_dir"], rows["base"]["task"])[rows["base"]["task"]]
+    out = []
+    for label, r in rows.items():
+        if label == "base" or r.get("task") != rows["base"]["task"]:
+            continue
+        ks = sorted({1, min(r["n_samples"], rows["base"]["n_samples"])})
+        result = compare(load_run(r["samples_dir"], r["task"])[r["task"]], base, ks, resamples)
+        out.append(format_result(result, (label, "base")))
+    return "\n\n".join(out)
+
+
 LEDGER_FIELDS = (
     "env_steps", "replay_steps", "model_calls", "gen_tokens", "reflections", "reflections_unparsed", "branches",
     "branches_dropped", "replay_divergences", "successes",

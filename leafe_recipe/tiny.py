@@ -34,10 +34,14 @@ def cache_dir() -> Path:
 
 
 def resolve_model(name_or_path: str) -> str:
-    """`tiny` -> the locally built tiny model's directory; anything else is a hub id or
-    a local directory and is passed through to `from_pretrained` unchanged."""
+    """`tiny` / `micro` -> the locally built tiny / micro model's directory (micro.py); anything
+    else is a hub id or a local directory, passed through to `from_pretrained` unchanged."""
     if name_or_path == TINY:
         return str(build_tiny_model())
+    if name_or_path == "micro":
+        from leafe_recipe.micro import build_micro_model
+
+        return str(build_micro_model())
     return name_or_path
 
 

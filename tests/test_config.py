@@ -51,7 +51,8 @@ def test_every_paper_experiment_composes_for_every_cell_of_its_sweep():
     """Each table's sweep, cell by cell: the method's and environment's configs with the experiment's values."""
     from leafe_recipe.pipeline import METHODS
 
-    expected = {"table1": (128, 4 * 6 * 2), "table2": (128, 3 * 3), "table3": (None, 3), "table4": (128, 2 * 3), "smoke_sweep": (8, 10 * 2)}
+    expected = {"table1": (128, 4 * 6 * 2), "table2": (128, 3 * 3), "table3": (None, 3), "table4": (128, 2 * 3), "smoke_sweep": (8, 10 * 2),
+                "micro_sokoban": (32, 8 * 3)}
     for experiment, (n_samples, n_cells) in expected.items():
         params = {k: str(v).split(",") for k, v in hydra_config(f"experiment={experiment}").hydra.sweeper.params.items()}
         cells = [[]]
@@ -65,6 +66,10 @@ def test_every_paper_experiment_composes_for_every_cell_of_its_sweep():
     assert table1 == {"webshop": 500, "alfworld": 140, "scienceworld": 300, "sokoban": 500}
     assert config("experiment=table2").eval_also.mbpp.n_test == 500 and config("experiment=table2").env.n_test == 165
     assert config("experiment=table4", "method=leafe_rehearsal_only").method.ablation == "rehearsal_only"
+    micro = config("experiment=micro_sokoban", "method=leafe_rl")
+    assert (micro.model, micro.env.n_test, micro.method.sft.learning_rate, micro.method.grpo.learning_rate) == ("micro", 100, 2e-4, 2e-4)
+    demo = config("experiment=micro_demo", "method=leafe")
+    assert (demo.model, demo.n_samples, demo.env.n_train, demo.env.n_test, demo.method.sft.learning_rate) == ("micro", 16, 32, 50, 2e-4)
 
 
 def test_the_paper_experiments_say_where_each_value_comes_from():

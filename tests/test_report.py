@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from leafe_recipe.compare import bootstrap_means, compare, read_samples
-from leafe_recipe.report import ReportError, build, collect, main, paper_model, solved_within
+from leafe_recipe.report import ReportError, build, collect, main, paired_vs_base, paper_model, solved_within
 
 DATE = "2026-01-01T00-00-00.000000"
 TASKS = {"sokoban": "leafe_sokoban", "alfworld": "leafe_alfworld", "codecontests": "leafe_codecontests_mt", "mbpp": "leafe_mbpp"}
@@ -215,3 +215,16 @@ def test_a_moved_sweep_finds_its_logs_and_a_missing_log_is_a_clear_error(tmp_pat
         report(tmp_path / "moved")
     with pytest.raises(SystemExit, match="no results.json under"):
         main([str(tmp_path / "moved" / "0" / "eval")])
+
+
+def test_a_run_prints_each_trained_model_paired_against_its_base(tmp_path):
+    folder = cell(tmp_path, "0", "leafe", runs={"base": BASE, "leafe": BETTER})
+    runs = json.loads((folder / "results.json").read_text())["runs"]
+    for r in runs.values():
+        r["n_samples"] = 4
+    text = paired_vs_base(runs, resamples=200)
+    # Pass@1 58.3 vs 41.7; Pass@4 100 vs 66.7, paired over the 3 problems
+    assert "leafe_sokoban: 3 problems paired" in text
+    lines = [line.split() for line in text.splitlines() if line[:1] in "14" and line.strip()]
+    assert [row[:4] for row in lines] == [["1", "58.3", "41.7", "+16.7"], ["4", "100.0", "66.7", "+33.3"]]
+    assert paired_vs_base({"leafe": runs["leafe"]}) == ""

@@ -1,0 +1,423 @@
+"""The micro model (`model=micro`): a small Qwen2 that plays Sokoban with partial skill, follows
+a hint and reflects, built on CPU so the methods can be compared on something that is not a
+random walker.
+
+No model hub is reachable from this project's machines, so the project makes the model
+itself, from a seed, through its own stack:
+
+1. data from the Sokoban solver, on train rooms beyond any study's (train seeds from
+   ROOM_OFFSET): per room, an episode of a noisy solver (the optimal move with probability
+   `optimal_share`, else a random one), whose every step is a play example; a sloppier
+   episode (`reflected_optimal_share`), hinted at a random step (the hint names the solver's
+   move there, the answer follows it), reflected on every K steps and at its end, answered in
+   the reflection format with the first mistake as the rollback step (with probability `reflection_label_share`, else a random step) and its fix
+   as the experience, or `none` for a live episode still on the optimal path; and, when it
+   failed, its hinted branch: rolled back to the first mistake, the hint "At step t, move M
+   instead of A." placed where LEAFE places an experience, the hinted move as the first
+   answer, the noisy solver after it;
+2. a byte-level BPE tokenizer trained on that text without word splitting, so the
+   environment's fixed phrases (instructions, legend, room rows) become few tokens and
+   prompts stay short;
+3. a randomly initialised Qwen2 trained on the examples by the OpenRLHF SFT launch every
+   method uses (leafe_recipe.train);
+4. its abilities measured on held-out rooms (`measure`) and printed: Pass@k, success from a
+   failed attempt's first mistake with and without a correct hint, and where its reflections
+   roll back compared with a uniformly random step.
+
+Its reflection is taught from solver labels: a stand-in for an instruct LLM's judgement,
+not a model's own insight. Cached under LEAFE_CACHE, keyed by everything it is built from
+(this file, the prompts, the environment, the trainer launch, MicroConfig and the versions
+of torch, transformers and openrlhf).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from leafe_recipe.envs.base import Task, get_family
+from leafe_recipe.envs.sokoban import ACTIONS, fatal_step, first_mistake, grid_after, hint, optimal_moves, parse_action, sokoban_tasks
+from leafe_recipe.prompts import Message, build_messages, build_reflection
+from leafe_recipe.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, cache_dir
+
+MICRO = "micro"
+ROOM_OFFSET = 500_000  # train seeds the micro model learns from: beyond any study's train rooms (train-0, train-1, ...)
+_SOURCES = ("micro.py", "tiny.py", "prompts.py", "train.py", "envs/base.py", "envs/sokoban.py")
+
+
+@dataclass(frozen=True)
+class MicroConfig:
+    """Everything the micro model is built from (each value this project's choice)."""
+
+    rooms: int = 700  # train rooms whose episodes make the data
+    optimal_share: float = 0.85  # the played episodes take the solver's move this often, else a random one
+    reflected_optimal_share: float = 0.4  # the episodes reflected on (and hinted) are sloppier: more mistakes to find
+    hint_follow_share: float = 0.95  # a hinted answer is the hinted move this often
+    reflection_label_share: float = 0.7  # a reflection names the first mistake this often, else a random step
+    reflect_every: int = 4  # live episodes are reflected on at these step counts (as LEAFE's K)
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    learning_rate: float = 2e-3
+    epochs: int = 1
+    batch_size: int = 16  # small batches, many optimizer steps: CPU time per example is the same
+    micro_batch_size: int = 16  # per forward/backward: larger ones are slower per example on CPU
+    max_len: int = 1536  # the longest reflection prompt and its answer, untruncated
+    seed: int = 0
+
+
+def sokoban_settings() -> dict[str, Any]:
+    """The rooms, episode length and prompt window it learns and is measured with: the Sokoban
+    env config (hydra_conf/env/sokoban.yaml) as the micro study sets it
+    (hydra_conf/experiment/micro_sokoban.yaml), the one source the study and the model share."""
+    from omegaconf import OmegaConf
+
+    from leafe_recipe import CONF_DIR
+
+    study = OmegaConf.load(CONF_DIR / "experiment" / "micro_sokoban.yaml").env
+    env = OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(CONF_DIR / "env" / "sokoban.yaml"), study), resolve=True)
+    return {"tasks": env["tasks"], "max_steps": env["kwargs"]["max_steps"], "history_window": env["history_window"],
+            "max_new_tokens": env["max_new_tokens"]}  # fmt: skip
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("torch", "transformers", "openrlhf", "tokenizers")}
+
+
+def build_key(config: MicroConfig) -> str:
+    package = Path(__file__).resolve().parent
+    settings = {"config": asdict(config), "sokoban": sokoban_settings(), "versions": _versions()}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name in _SOURCES:
+        digest.update(name.encode() + b"\0" + (package / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- #
+# Data from the solver
+# --------------------------------------------------------------------------- #
+
+
+def _noisy_episode(task: Task, rng: random.Random, config: MicroConfig, prefix: list[str] | None = None,
+                   experience: str | None = None) -> tuple[list[str], list[str], list[tuple[list[Message], str]]]:  # fmt: skip
+    """Play the noisy solver from `prefix` (replayed) to the end: observations, actions and the
+    play examples of its own steps (the first one answered with the hinted move when hinted)."""
+    family = get_family("sokoban")
+    settings = sokoban_settings()
+    env = family.make(max_steps=settings["max_steps"])
+    observations, actions = [env.reset(task)], []
+    for a in prefix or []:
+        observations.append(env.step(a).observation)
+        actions.append(a)
+    examples = []
+    hinted = experience is not None
+    while True:
+        grid = grid_after(task.data["grid"], actions)
+        best = sorted(optimal_moves(grid))
+        if hinted and len(actions) == len(prefix or []):
+            move = parse_action(experience.split(", move ")[1]) if rng.random() < config.hint_follow_share else rng.choice(ACTIONS)
+        elif best and rng.random() < config.optimal_share:
+            move = rng.choice(best)
+        else:
+            move = rng.choice(ACTIONS)
+        answer = f"Action: {move}"
+        examples.append((build_messages(family.system_prompt, observations, actions, settings["history_window"], experience), answer))
+        step = env.step(answer)
+        actions.append(answer)
+        observations.append(step.observation)
+        if step.done:
+            return observations, actions, examples
+
+
+def _reflection_answer(task: Task, actions: list[str], finished: bool, rng: random.Random, config: MicroConfig) -> str:
+    mistake = first_mistake(task.data["grid"], actions)
+    if mistake is None:
+        if not finished:
+            return "Rollback step: none\nExperience: The attempt is on track."
+        mistake = (rng.randint(1, len(actions)), sorted(optimal_moves(task.data["grid"])) or ["up"])
+        mistake = (mistake[0], mistake[1][0])
+    step, move = mistake
+    if rng.random() >= config.reflection_label_share:
+        step = rng.randint(1, len(actions))
+        best = sorted(optimal_moves(grid_after(task.data["grid"], actions[: step - 1]))) or list(ACTIONS)
+        move = rng.choice(best)
+    return f"Rollback step: {step}\nExperience: {hint(step, move, parse_action(actions[step - 1]))}"
+
+
+def make_examples(config: MicroConfig) -> list[tuple[list[Message], str]]:
+    """(prompt messages, answer) pairs: play, hinted branches and reflections (module docstring)."""
+    rng = random.Random(config.seed)
+    tasks = sokoban_tasks("train", config.rooms, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)
+    examples: list[tuple[list[Message], str]] = []
+    sloppy = replace(config, optimal_share=config.reflected_optimal_share)
+    system, window = get_family("sokoban").system_prompt, sokoban_settings()["history_window"]
+    for task in tasks:
+        examples += _noisy_episode(task, rng, config)[2]
+        observations, actions, _ = _noisy_episode(task, rng, sloppy)
+        # a hint at a random step of the sloppy episode, followed there: most hints in the data
+        step = rng.randint(1, len(actions))
+        best = sorted(optimal_moves(grid_after(task.data["grid"], actions[: step - 1])))
+        if best:
+            move = rng.choice(best)
+            messages = build_messages(system, observations[:step], actions[: step - 1], window, hint(step, move, parse_action(actions[step - 1])))
+            examples.append((messages, f"Action: {move if rng.random() < config.hint_follow_share else rng.choice(ACTIONS)}"))
+        for t in range(config.reflect_every, len(actions), config.reflect_every):
+            examples.append((build_reflection(observations[: t + 1], actions[:t], finished=False),
+                             _reflection_answer(task, actions[:t], False, rng, config)))  # fmt: skip
+        success = "solved" in observations[-1]
+        if success:
+            continue
+        examples.append((build_reflection(observations, actions, finished=True), _reflection_answer(task, actions, True, rng, config)))
+        mistake = first_mistake(task.data["grid"], actions)
+        if mistake is not None:
+            step, move = mistake
+            experience = hint(step, move, parse_action(actions[step - 1]))
+            examples += _noisy_episode(task, rng, config, prefix=actions[: step - 1], experience=experience)[2]
+    return examples
+
+
+
+# --------------------------------------------------------------------------- #
+# Tokenizer, network, training
+# --------------------------------------------------------------------------- #
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE whose merges may span spaces but not line ends: the environment's fixed
+    phrases and room rows become single tokens, and a line end (where the assistant's answer
+    starts) is always a token boundary, so a prompt tokenises the same alone and with its answer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex("\n"), behavior="merged_with_previous"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])  # fmt: skip
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )  # fmt: skip
+    backend.train_from_iterator(texts, trainer)
+    backend.model = _rooms_by_character(backend)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=SPECIAL_TOKENS[1:2],
+        chat_template=CHAT_TEMPLATE, padding_side="left", model_max_length=4096,
+    )  # fmt: skip
+
+
+GRID_CHARS = set("#_OX√PS\n")  # a rendered room's symbols (envs/sokoban.py _RENDER) and the line end
+
+
+def _rooms_by_character(backend):
+    """The trained BPE without the merges made only of room symbols: a room is read cell by
+    cell, one token per cell, so where a box stands relative to the player is in the positions,
+    not hidden inside a token for the whole row."""
+    from tokenizers import decoders, models
+
+    spec = json.loads(backend.to_str())["model"]
+    decode = decoders.ByteLevel()
+
+    def text(token: str) -> str:
+        return decode.decode([token])
+
+    pairs = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
+    merges = [(a, b) for a, b in pairs if not set(text(a + b)) <= GRID_CHARS]
+    used = {t for a, b in merges for t in (a, b, a + b)}
+    vocab = [t for t, _ in sorted(spec["vocab"].items(), key=lambda kv: kv[1]) if len(text(t)) <= 1 or t in used or t.startswith("<|")]
+    return models.BPE(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
+
+
+def build_micro_model(directory: Path | None = None, config: MicroConfig = MicroConfig(), measure_it: bool = True) -> Path:
+    """Build (once) and return the micro model's directory; prints what it can do."""
+    version = build_key(config)
+    target = Path(directory) if directory else cache_dir() / f"micro-qwen2-{version}"
+    if (target / "config.json").exists():
+        return target
+    import jinja2
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from leafe_recipe.records import write_jsonl
+    from leafe_recipe.train import SFTConfig, train
+
+    start = time.monotonic()
+    print(f"[micro] building the micro model into {target} (minutes on 2 cores, once)", flush=True)
+    examples = make_examples(config)
+    rng = random.Random(config.seed)
+    staging = Path(tempfile.mkdtemp(prefix=".micro-", dir=_parent(target)))
+    sample = rng.sample(examples, min(len(examples), 2000))
+    template = jinja2.Template(CHAT_TEMPLATE)
+    texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in sample]
+    tokenizer = train_tokenizer(texts, config.vocab_size)
+    model_config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=2 * config.hidden_size,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=max(1, config.heads // 2),
+        max_position_embeddings=4096, tie_word_embeddings=True, use_sliding_window=False,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"), eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(config.seed)
+    model = Qwen2ForCausalLM(model_config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    init = staging / "init"
+    model.save_pretrained(init)
+    tokenizer.save_pretrained(init)
+    data = staging / "data.jsonl"
+    write_jsonl(data, [{"prompt": m, "response": [{"role": "assistant", "content": a}]} for m, a in examples])
+    lengths = [len(tokenizer(tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False))["input_ids"]) for m, _ in examples[:500]]
+    print(f"[micro] {len(examples)} examples from {config.rooms} rooms; tokenizer of {len(tokenizer)} tokens, prompts "
+          f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)  # fmt: skip
+    sft = SFTConfig(
+        model=str(init), datasets=[str(data)], output_dir=str(staging / "model"), learning_rate=config.learning_rate,
+        epochs=config.epochs, train_batch_size=config.batch_size, micro_train_batch_size=config.micro_batch_size,
+        max_len=config.max_len, zero_stage=0, seed=config.seed,
+    )  # fmt: skip
+    trained = train(sft)
+    build_s = time.monotonic() - start
+    report = {"build_key": version, "config": asdict(config), "examples": len(examples), "build_seconds": round(build_s)}
+    if measure_it:
+        report["abilities"] = measure(str(trained))
+    (trained / "micro_build.json").write_text(json.dumps(report, indent=2))
+    try:
+        trained.rename(target)  # atomic: a concurrent builder either wins or finds it done
+    except OSError:
+        pass
+    shutil.rmtree(staging, ignore_errors=True)
+    print(f"[micro] built in {build_s:.0f} s (measuring took {time.monotonic() - start - build_s:.0f} s): {target}", flush=True)
+    return target
+
+
+def _parent(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent
+
+
+# --------------------------------------------------------------------------- #
+# What it can do
+# --------------------------------------------------------------------------- #
+
+
+def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 8, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
+    """The micro model's three abilities on held-out rooms (the Sokoban test split), printed:
+
+    - play: Pass@k over `samples` episodes per room;
+    - following a hint: from each room's first failed episode, rolled back to its first
+      mistake, `hint_samples` continuations with the correct hint in the prompt (LEAFE's
+      experience format) and as many without; the success rates, paired over rooms;
+    - reflection: on its failed episodes, the reflection prompt (LEAFE's, sampled as LEAFE
+      samples it), parsed; where the solver labels a fatal step, how often the rollback step
+      is at or before it, against a uniformly random step (mean fatal/t); and how often it is
+      the first mistake exactly, against 1/t.
+    """
+    import numpy as np
+
+    from leafe_recipe.compare import bootstrap_means, interval
+    from leafe_recipe.passk import ks_up_to, mean_pass_at_k
+    from leafe_recipe.policy import Sampling
+    from leafe_recipe.policy.hf import HFPolicy
+    from leafe_recipe.prompts import parse_reflection
+    from leafe_recipe.rollout import Start, run_episodes
+
+    family = get_family("sokoban")
+    settings = sokoban_settings()
+    kwargs, window = {"max_steps": settings["max_steps"]}, settings["history_window"]
+    policy = HFPolicy(model)
+    act = Sampling(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=settings["max_new_tokens"], stop=(), seed=seed)
+    tasks = family.tasks("test", rooms, **settings["tasks"])
+    start = time.monotonic()
+    episodes = list(run_episodes([(t, s) for t in tasks for s in range(samples)], family, kwargs, policy, act, window))
+    by_task: dict[str, list] = {}
+    for ep in episodes:
+        by_task.setdefault(ep.task.id, []).append(ep)
+    n = [len(v) for v in by_task.values()]
+    c = [sum(e.success for e in v) for v in by_task.values()]
+    play = {str(k): v for k, v in mean_pass_at_k(n, c, ks_up_to(samples)).items()}
+
+    failed = [sorted((e for e in v if not e.success), key=lambda e: e.sample) for v in by_task.values()]
+    branch_points = []
+    for eps in failed:
+        for ep in eps:
+            mistake = first_mistake(ep.task.data["grid"], ep.actions)
+            if mistake is not None:
+                step, move = mistake
+                branch_points.append((ep, step, hint(step, move, parse_action(ep.actions[step - 1]))))
+                break
+    starts = [Start(ep.task, 2 * i + h, tuple(ep.actions[: step - 1]), text if h else None)
+              for ep, step, text in branch_points for i in range(hint_samples) for h in (0, 1)]  # fmt: skip
+    wins: dict[tuple[str, bool], list[bool]] = {}
+    for ep in run_episodes(starts, family, kwargs, policy, act, window):
+        wins.setdefault((ep.task.id, ep.experience is not None), []).append(ep.success)
+    rates = np.array([[np.mean(wins[(ep.task.id, True)]), np.mean(wins[(ep.task.id, False)])] for ep, _, _ in branch_points])
+    diff = rates[:, :1] - rates[:, 1:]
+    low, high = interval(bootstrap_means(diff, resamples, seed), 0.95)
+    follow = {"branch_points": len(branch_points), "with_hint": float(rates[:, 0].mean()), "without_hint": float(rates[:, 1].mean()),
+              "difference": float(diff.mean()), "ci95": [float(low[0]), float(high[0])]}  # fmt: skip
+
+    reflect_on = [ep for eps in failed for ep in eps[:2]]
+    texts = policy.generate([build_reflection(ep.observations, ep.actions, finished=True) for ep in reflect_on],
+                            Sampling(temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=64, stop=(), seed=seed))  # fmt: skip
+    parsed, graded, first = 0, [], []
+    for ep, out in zip(reflect_on, texts):
+        r = parse_reflection(out.text, len(ep.actions))
+        parsed += r.parsed
+        if r.tau is None:
+            continue
+        t = len(ep.actions)
+        fatal = fatal_step(ep.task.data["grid"], ep.actions)
+        if fatal is not None:
+            graded.append((r.tau <= fatal, fatal / t))
+        mistake = first_mistake(ep.task.data["grid"], ep.actions)
+        if mistake is not None:
+            first.append((r.tau == mistake[0], 1 / t))
+    reflection = {
+        "reflections": len(reflect_on),
+        "parsed": parsed / len(reflect_on) if reflect_on else None,
+        "graded": len(graded),
+        "at_or_before_fatal": float(np.mean([g[0] for g in graded])) if graded else None,
+        "uniform_at_or_before_fatal": float(np.mean([g[1] for g in graded])) if graded else None,
+        "first_mistake_exact": float(np.mean([f[0] for f in first])) if first else None,
+        "uniform_first_mistake_exact": float(np.mean([f[1] for f in first])) if first else None,
+    }
+    out = {"rooms": rooms, "samples": samples, "pass_at_k": play, "follow_hint": follow, "reflection": reflection,
+           "seconds": round(time.monotonic() - start)}  # fmt: skip
+    print(report_lines(out), flush=True)
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def report_lines(m: dict[str, Any]) -> str:
+    pct = _pct
+    f, r = m["follow_hint"], m["reflection"]
+    passk = ", ".join(f"Pass@{k} {100 * v:.1f}" for k, v in m["pass_at_k"].items())
+    return "\n".join([
+        f"[micro] play ({m['rooms']} held-out rooms x {m['samples']} samples): {passk}",
+        f"[micro] follows a hint: from {f['branch_points']} failed attempts' first mistake, success {pct(f['with_hint'])} with the "
+        f"correct hint vs {pct(f['without_hint'])} without: {100 * f['difference']:+.1f} points "
+        f"[{100 * f['ci95'][0]:+.1f}, {100 * f['ci95'][1]:+.1f}] (95% CI, paired over attempts)",
+        f"[micro] reflects: {pct(r['parsed'])} of {r['reflections']} reflections parsed; rollback at or before the fatal step "
+        f"{pct(r['at_or_before_fatal'])} (uniform random step: {pct(r['uniform_at_or_before_fatal'])}, {r['graded']} graded); "
+        f"exactly the first mistake {pct(r['first_mistake_exact'])} (uniform: {pct(r['uniform_first_mistake_exact'])})",
+    ])  # fmt: skip
+
+
+if __name__ == "__main__":
+    # python -m leafe_recipe.micro: build (once) and print what the micro model can do
+    path = build_micro_model()
+    print(report_lines(json.loads((path / "micro_build.json").read_text())["abilities"]))

@@ -1,0 +1,91 @@
+"""The micro model's recipe (leafe_recipe/micro.py): its data, its tokenizer, its cache key and
+the measurement of its abilities. Building the model itself takes tens of minutes on 2 cores,
+so the tests check what it is built from and run the measurement on the tiny model."""
+
+import random
+from dataclasses import replace
+
+import jinja2
+import pytest
+
+from leafe_recipe.envs.sokoban import ACTIONS, first_mistake, hint, optimal_moves, parse_action, sokoban_tasks
+from leafe_recipe.micro import (
+    ROOM_OFFSET, MicroConfig, _noisy_episode, _reflection_answer, build_key, make_examples, measure, report_lines,
+    sokoban_settings, train_tokenizer,
+)  # fmt: skip
+from leafe_recipe.prompts import parse_reflection
+from leafe_recipe.tiny import CHAT_TEMPLATE
+
+SMALL = MicroConfig(rooms=6, hint_follow_share=1.0, reflection_label_share=1.0)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return make_examples(SMALL)
+
+
+def test_every_answer_is_in_the_format_the_methods_parse(examples):
+    for messages, answer in examples:
+        if answer.startswith("Rollback step:"):
+            assert parse_reflection(answer, 100).parsed or answer == "Rollback step: none\nExperience: The attempt is on track."
+        else:
+            assert answer in {f"Action: {a}" for a in ACTIONS}
+
+
+def test_the_data_holds_play_reflections_and_hinted_branches(examples):
+    reflections = [a for _, a in examples if a.startswith("Rollback step:")]
+    hinted = [a for m, a in examples if "At step" in m[-1]["content"] and not a.startswith("Rollback")]
+    assert reflections and hinted and len(examples) > len(reflections) + len(hinted)
+
+
+def test_a_hinted_branch_opens_with_the_hinted_move():
+    task = sokoban_tasks("train", 1, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)[0]
+    wrong = next(a for a in ACTIONS if a not in optimal_moves(task.data["grid"]))
+    right = sorted(optimal_moves(task.data["grid"]))[0]
+    experience = hint(1, right, wrong)
+    _, actions, examples = _noisy_episode(task, random.Random(0), SMALL, prefix=[], experience=experience)
+    assert examples[0][1] == f"Action: {right}" == actions[0]  # hint_follow_share=1.0
+    assert experience in examples[0][0][-1]["content"]
+
+
+def test_a_reflection_names_the_first_mistake_when_labels_are_exact():
+    task = sokoban_tasks("train", 1, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)[0]
+    grid = task.data["grid"]
+    right = sorted(optimal_moves(grid))[0]
+    wrong = next(a for a in ACTIONS if a not in optimal_moves(grid))
+    actions = [f"Action: {right}", f"Action: {wrong}", f"Action: {wrong}"]
+    step, move = first_mistake(grid, actions)
+    answer = _reflection_answer(task, actions, True, random.Random(0), SMALL)
+    assert answer == f"Rollback step: {step}\nExperience: {hint(step, move, parse_action(actions[step - 1]))}"
+    assert parse_reflection(answer, 3).tau == step
+
+
+def test_the_tokenizer_reads_rooms_cell_by_cell_and_prompts_are_prefixes(examples):
+    template = jinja2.Template(CHAT_TEMPLATE)
+    texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in examples]
+    tokenizer = train_tokenizer(texts, 512)
+    row = "#_OX_P#"
+    assert [tokenizer.decode([t]) for t in tokenizer(row)["input_ids"]] == list(row)
+    messages, answer = examples[0]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    whole = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
+    ids_prompt, ids_whole = tokenizer(prompt)["input_ids"], tokenizer(whole)["input_ids"]
+    assert ids_whole[: len(ids_prompt)] == ids_prompt
+    assert tokenizer.decode(ids_whole) == whole
+    assert len(ids_prompt) < len(prompt) / 3  # the environment's fixed phrases are few tokens
+
+
+def test_the_cache_key_follows_the_config():
+    assert build_key(SMALL) == build_key(replace(SMALL))
+    assert build_key(SMALL) != build_key(replace(SMALL, rooms=7))
+
+
+@pytest.mark.slow
+def test_measure_reports_the_three_abilities(tiny_model, capsys):
+    m = measure(tiny_model, rooms=2, samples=2, hint_samples=1, resamples=50)
+    assert set(m["pass_at_k"]) == {"1", "2"}
+    assert 0 <= m["pass_at_k"]["1"] <= m["pass_at_k"]["2"] <= 1
+    assert m["follow_hint"]["branch_points"] <= 2 and m["reflection"]["reflections"] <= 4
+    lines = report_lines(m).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["[micro] play (2 held-out rooms x 2 samples)", "[micro] follows a hint", "[micro] reflects"]
+    assert "[micro] play" in capsys.readouterr().out
