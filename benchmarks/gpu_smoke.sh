@@ -51,9 +51,9 @@ step openrlhf_sft_zero$ZERO "$BIN/leafe" method=imitation "${SMALL[@]}" method.s
 step trl_grpo "$BIN/leafe" method=grpo method.engine=trl "${SMALL[@]}" env.n_train=4 method.group_size=4 \
   "hydra.run.dir=$OUT/grpo"
 CKPT="$OUT/sft/checkpoint"
-step lm_eval_hf "$BIN/leafe-eval" run --model hf --model_args "pretrained=$CKPT,dtype=bfloat16,device=$DEVICE" \
+step lm_eval_hf "$BIN/leafe-eval" run --model hf --model_args "pretrained=$CKPT,dtype=bfloat16" --device "$DEVICE" \
   --tasks leafe_humaneval --limit 4 --confirm_run_unsafe_code --output_path "$OUT/lm_eval_hf" --log_samples
-step lm_eval_leafe_agent "$BIN/leafe-eval" run --model leafe-agent --model_args "pretrained=$CKPT,backend=hf,device=$DEVICE" \
+step lm_eval_leafe_agent "$BIN/leafe-eval" run --model leafe-agent --model_args "pretrained=$CKPT,backend=hf" --device "$DEVICE" \
   --tasks leafe_sokoban --limit 4 --metadata '{"sokoban": {"kwargs": {"max_steps": 4}}}' \
   --output_path "$OUT/lm_eval_agent" --log_samples
 echo "gpu_smoke: $failed failed; logs in $OUT"
