@@ -89,3 +89,11 @@ def test_measure_reports_the_three_abilities(tiny_model, capsys):
     lines = report_lines(m).splitlines()
     assert [line.split(":")[0] for line in lines] == ["[micro] play (2 held-out rooms x 2 samples)", "[micro] follows a hint", "[micro] reflects"]
     assert "[micro] play" in capsys.readouterr().out
+
+
+def test_the_report_says_n_a_where_no_attempt_failed():
+    m = {"rooms": 1, "samples": 1, "pass_at_k": {"1": 1.0},
+         "follow_hint": {"branch_points": 0, "with_hint": None, "without_hint": None, "difference": None, "ci95": None},
+         "reflection": {"reflections": 0, "parsed": None, "graded": 0, "at_or_before_fatal": None, "uniform_at_or_before_fatal": None,
+                        "first_mistake_exact": None, "uniform_first_mistake_exact": None}}  # fmt: skip
+    assert "success n/a with the correct hint vs n/a without: n/a" in report_lines(m)
