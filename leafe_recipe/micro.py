@@ -1,29 +1,27 @@
-"""The micro model (`model=micro`): a small Qwen2 meant to play Sokoban with partial skill,
-follow a hint and reflect, built on CPU so the methods can be compared on something that is
-not a random walker. What it measurably can do is printed when it is built (docs/micro_model.md:
-the build at commit 9ed88af reflects but plays at chance and ignores hints).
+"""The micro model (`model=micro`): a small Qwen3 that plays Sokoban with partial skill,
+follows a hint and reflects, built on CPU in minutes so the methods can be compared on
+something that is not a random walker. What it can do is measured and printed when it is
+built (docs/micro_model.md has the build the study used, and the builds before it).
 
 No model hub is reachable from this project's machines, so the project makes the model
 itself, from a seed, through its own stack:
 
 1. data from the Sokoban solver, on train rooms beyond any study's (train seeds from
    ROOM_OFFSET): per room, an episode of a noisy solver (the optimal move with probability
-   `optimal_share`, else a random one), whose every step is a play example; a sloppier
-   episode (`reflected_optimal_share`), hinted at a random step (the hint names the solver's
-   move there, the answer follows it), reflected on every K steps and at its end, answered in
-   the reflection format with the first mistake as the rollback step (with probability `reflection_label_share`, else a random step) and its fix
-   as the experience, or `none` for a live episode still on the optimal path; and, when it
-   failed, its hinted branch: rolled back to the first mistake, the hint "At step t, move M
-   instead of A." placed where LEAFE places an experience, the hinted move as the first
-   answer, the noisy solver after it;
+   `optimal_share`, else a random one), whose every step is a play example; reflections on
+   it every K steps and at its end, answered in the reflection format with the first
+   mistake as the rollback step (with probability `reflection_label_share`, else a random
+   step) and its fix as the experience, or `none` for a live episode still on a shortest
+   plan; and hinted branches at its mistakes (the first one and `hinted_branches - 1`
+   others): rolled back there, the hint "At step t, move M instead of A." placed where
+   LEAFE places an experience, the hinted move as the first answer, the noisy solver after it;
 2. a byte-level BPE tokenizer trained on that text without word splitting, so the
-   environment's fixed phrases (instructions, legend, room rows) become few tokens and
-   prompts stay short;
-3. a randomly initialised Qwen2 trained on the examples by the OpenRLHF SFT launch every
+   environment's fixed phrases become few tokens, with every room row one token;
+3. a randomly initialised Qwen3 trained on the examples by the OpenRLHF SFT launch every
    method uses (leafe_recipe.train);
-4. its abilities measured on held-out rooms (`measure`) and printed: Pass@k, success from a
-   failed attempt's first mistake with and without a correct hint, and where its reflections
-   roll back compared with a uniformly random step.
+4. its abilities measured on held-out rooms (`measure`) and printed: Pass@k beside a random
+   walker, success from a failed attempt's first mistake with and without a correct hint,
+   and where its reflections roll back compared with a uniformly random step.
 
 Its reflection is taught from solver labels: a stand-in for an instruct LLM's judgement,
 not a model's own insight. Cached under LEAFE_CACHE, keyed by everything it is built from
@@ -39,12 +37,12 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from leafe_recipe.envs.base import Task, get_family
-from leafe_recipe.envs.sokoban import ACTIONS, fatal_step, first_mistake, grid_after, hint, optimal_moves, parse_action, sokoban_tasks
+from leafe_recipe.envs.sokoban import ACTIONS, RENDER, fatal_step, first_mistake, grid_after, hint, optimal_moves, parse_action, sokoban_tasks
 from leafe_recipe.prompts import Message, build_messages, build_reflection
 from leafe_recipe.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, cache_dir
 
@@ -56,18 +54,19 @@ _SOURCES = ("micro.py", "tiny.py", "prompts.py", "train.py", "envs/base.py", "en
 class MicroConfig:
     """Everything the micro model is built from (each value this project's choice)."""
 
-    rooms: int = 700  # train rooms whose episodes make the data
-    optimal_share: float = 0.85  # the played episodes take the solver's move this often, else a random one
-    reflected_optimal_share: float = 0.4  # the episodes reflected on (and hinted) are sloppier: more mistakes to find
+    rooms: int = 600  # train rooms whose episodes make the data
+    optimal_share: float = 0.8  # the solver's move this often, else a random one: how well it plays (builds
+    # measured in docs/micro_model.md: 0.4 and 0.7 sometimes learned nothing in 400-600 steps; 0.85 reached Pass@1 30%)
     hint_follow_share: float = 0.95  # a hinted answer is the hinted move this often
     reflection_label_share: float = 0.7  # a reflection names the first mistake this often, else a random step
     reflect_every: int = 4  # live episodes are reflected on at these step counts (as LEAFE's K)
+    hinted_branches: int = 2  # per episode: branches from its mistakes with the fix as a hint (the first mistake's first)
     vocab_size: int = 1024
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
     learning_rate: float = 2e-3
-    epochs: int = 1
+    epochs: int = 2
     batch_size: int = 16  # small batches, many optimizer steps: CPU time per example is the same
     micro_batch_size: int = 16  # per forward/backward: larger ones are slower per example on CPU
     max_len: int = 1536  # the longest reflection prompt and its answer, untruncated
@@ -159,30 +158,24 @@ def make_examples(config: MicroConfig) -> list[tuple[list[Message], str]]:
     rng = random.Random(config.seed)
     tasks = sokoban_tasks("train", config.rooms, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)
     examples: list[tuple[list[Message], str]] = []
-    sloppy = replace(config, optimal_share=config.reflected_optimal_share)
-    system, window = get_family("sokoban").system_prompt, sokoban_settings()["history_window"]
     for task in tasks:
-        examples += _noisy_episode(task, rng, config)[2]
-        observations, actions, _ = _noisy_episode(task, rng, sloppy)
-        # a hint at a random step of the sloppy episode, followed there: most hints in the data
-        step = rng.randint(1, len(actions))
-        best = sorted(optimal_moves(grid_after(task.data["grid"], actions[: step - 1])))
-        if best:
-            move = rng.choice(best)
-            messages = build_messages(system, observations[:step], actions[: step - 1], window, hint(step, move, parse_action(actions[step - 1])))
-            examples.append((messages, f"Action: {move if rng.random() < config.hint_follow_share else rng.choice(ACTIONS)}"))
+        grid = task.data["grid"]
+        observations, actions, played = _noisy_episode(task, rng, config)
+        examples += played
         for t in range(config.reflect_every, len(actions), config.reflect_every):
             examples.append((build_reflection(observations[: t + 1], actions[:t], finished=False),
                              _reflection_answer(task, actions[:t], False, rng, config)))  # fmt: skip
-        success = "solved" in observations[-1]
-        if success:
-            continue
-        examples.append((build_reflection(observations, actions, finished=True), _reflection_answer(task, actions, True, rng, config)))
-        mistake = first_mistake(task.data["grid"], actions)
-        if mistake is not None:
-            step, move = mistake
-            experience = hint(step, move, parse_action(actions[step - 1]))
-            examples += _noisy_episode(task, rng, config, prefix=actions[: step - 1], experience=experience)[2]
+        if "solved" not in observations[-1]:
+            examples.append((build_reflection(observations, actions, finished=True), _reflection_answer(task, actions, True, rng, config)))
+        # hinted branches at mistakes (a move off every shortest plan while the room was still solvable):
+        # the first, where LEAFE's reflection should roll back to, and `hinted_branches - 1` others
+        mistakes = [t for t in range(1, len(actions) + 1)
+                    if (best := optimal_moves(grid_after(grid, actions[: t - 1]))) and parse_action(actions[t - 1]) not in best]  # fmt: skip
+        others = rng.sample(mistakes[1:], min(len(mistakes[1:]), config.hinted_branches - 1))
+        for t in mistakes[:1] + sorted(others):
+            move = rng.choice(sorted(optimal_moves(grid_after(grid, actions[: t - 1]))))
+            experience = hint(t, move, parse_action(actions[t - 1]))
+            examples += _noisy_episode(task, rng, config, prefix=actions[: t - 1], experience=experience)[2]
     return examples
 
 
@@ -193,9 +186,10 @@ def make_examples(config: MicroConfig) -> list[tuple[list[Message], str]]:
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
-    """Byte-level BPE whose merges may span spaces but not line ends: the environment's fixed
-    phrases and room rows become single tokens, and a line end (where the assistant's answer
-    starts) is always a token boundary, so a prompt tokenises the same alone and with its answer."""
+    """Byte-level BPE whose merges may span spaces but not line ends, so the environment's fixed
+    phrases become few tokens and a line end (where the assistant's answer starts) is always a
+    token boundary: a prompt tokenises the same alone and with its answer. Room rows are whole
+    tokens (`room_rows`)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -210,44 +204,34 @@ def train_tokenizer(texts: list[str], vocab_size: int):
         show_progress=False,
     )  # fmt: skip
     backend.train_from_iterator(texts, trainer)
-    backend.model = _rooms_by_character(backend)
-    return PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=SPECIAL_TOKENS[1:2],
         chat_template=CHAT_TEMPLATE, padding_side="left", model_max_length=4096,
     )  # fmt: skip
+    tokenizer.add_tokens(room_rows(sokoban_settings()["tasks"]["dim"][1]))
+    return tokenizer
 
 
-GRID_CHARS = set("#_OX√PS\n")  # a rendered room's symbols (envs/sokoban.py _RENDER) and the line end
+def room_rows(width: int) -> list[str]:
+    """Every row a room of this width can show, with its line end: one token each. Read cell by
+    cell (a token per symbol) a 0.7M model did not learn to play in 1000 steps (docs/micro_model.md);
+    read row by row, where the player, box and target stand within a row is in the row's
+    embedding and the rows above and below are the neighbouring tokens."""
+    from itertools import product
 
-
-def _rooms_by_character(backend):
-    """The trained BPE without the merges made only of room symbols: a room is read cell by
-    cell, one token per cell, so where a box stands relative to the player is in the positions,
-    not hidden inside a token for the whole row."""
-    from tokenizers import decoders, models
-
-    spec = json.loads(backend.to_str())["model"]
-    decode = decoders.ByteLevel()
-
-    def text(token: str) -> str:
-        return decode.decode([token])
-
-    pairs = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
-    merges = [(a, b) for a, b in pairs if not set(text(a + b)) <= GRID_CHARS]
-    used = {t for a, b in merges for t in (a, b, a + b)}
-    vocab = [t for t, _ in sorted(spec["vocab"].items(), key=lambda kv: kv[1]) if len(text(t)) <= 1 or t in used or t.startswith("<|")]
-    return models.BPE(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
+    symbols = sorted(set(RENDER.values()))
+    return ["#" * width + "\n"] + ["#" + "".join(cells) + "#\n" for cells in product(symbols, repeat=width - 2)]
 
 
 def build_micro_model(directory: Path | None = None, config: MicroConfig = MicroConfig(), measure_it: bool = True) -> Path:
     """Build (once) and return the micro model's directory; prints what it can do."""
     version = build_key(config)
-    target = Path(directory) if directory else cache_dir() / f"micro-qwen2-{version}"
+    target = Path(directory) if directory else cache_dir() / f"micro-qwen3-{version}"
     if (target / "config.json").exists():
         return target
     import jinja2
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
     from leafe_recipe.records import write_jsonl
     from leafe_recipe.train import SFTConfig, train
@@ -261,24 +245,31 @@ def build_micro_model(directory: Path | None = None, config: MicroConfig = Micro
     sample = rng.sample(examples, min(len(examples), 2000))
     template = jinja2.Template(CHAT_TEMPLATE)
     texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in sample]
-    tokenizer = train_tokenizer(texts, config.vocab_size)
-    model_config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=2 * config.hidden_size,
+    trained_tokenizer = train_tokenizer(texts, config.vocab_size)
+    # Qwen3, not Qwen2: transformers 5 loads a qwen2 checkpoint's tokenizer as Qwen2Tokenizer whatever
+    # its tokenizer_config says, which splits text into words first: merges spanning spaces never
+    # apply and every prompt is about 4.5x longer (the build at 9ed88af trained on those)
+    model_config = Qwen3Config(
+        vocab_size=len(trained_tokenizer), hidden_size=config.hidden_size, intermediate_size=2 * config.hidden_size,
         num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=max(1, config.heads // 2),
-        max_position_embeddings=4096, tie_word_embeddings=True, use_sliding_window=False,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"), eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        head_dim=config.hidden_size // config.heads, max_position_embeddings=4096, tie_word_embeddings=True,
+        bos_token_id=trained_tokenizer.convert_tokens_to_ids("<|im_start|>"), eos_token_id=trained_tokenizer.eos_token_id,
+        pad_token_id=trained_tokenizer.pad_token_id,
     )  # fmt: skip
     torch.manual_seed(config.seed)
-    model = Qwen2ForCausalLM(model_config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = Qwen3ForCausalLM(model_config)
+    model.generation_config.eos_token_id = trained_tokenizer.eos_token_id
+    model.generation_config.pad_token_id = trained_tokenizer.pad_token_id
     init = staging / "init"
     model.save_pretrained(init)
-    tokenizer.save_pretrained(init)
+    trained_tokenizer.save_pretrained(init)
+    tokenizer = AutoTokenizer.from_pretrained(init)  # as OpenRLHF, lm-eval and the policies load it
+    if (loaded := tokenizer(texts[0])["input_ids"]) != (made := trained_tokenizer(texts[0])["input_ids"]):
+        raise RuntimeError(f"the micro tokenizer saved in {init} loads back as {type(tokenizer).__name__}, which "
+                           f"tokenises a training text into {len(loaded)} tokens, not {len(made)}")  # fmt: skip
     data = staging / "data.jsonl"
     write_jsonl(data, [{"prompt": m, "response": [{"role": "assistant", "content": a}]} for m, a in examples])
-    lengths = [len(tokenizer(tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False))["input_ids"]) for m, _ in examples[:500]]
+    lengths = [len(tokenizer(tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False))["input_ids"]) for m, _ in examples]
     print(f"[micro] {len(examples)} examples from {config.rooms} rooms; tokenizer of {len(tokenizer)} tokens, prompts "
           f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)  # fmt: skip
@@ -310,7 +301,7 @@ def build_micro_model(directory: Path | None = None, config: MicroConfig = Micro
 def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 8, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
     """The micro model's three abilities on held-out rooms (the Sokoban test split), printed:
 
-    - play: Pass@k over `samples` episodes per room;
+    - play: Pass@k over `samples` episodes per room, beside a uniformly random walker's success;
     - following a hint: from each room's first failed episode, rolled back to its first
       mistake, `hint_samples` continuations with the correct hint in the prompt (LEAFE's
       experience format) and as many without; the success rates, paired over rooms;
@@ -342,6 +333,7 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
     n = [len(v) for v in by_task.values()]
     c = [sum(e.success for e in v) for v in by_task.values()]
     play = {str(k): v for k, v in mean_pass_at_k(n, c, ks_up_to(samples)).items()}
+    walker = random_walker_success(tasks, samples, seed)
 
     failed = [sorted((e for e in v if not e.success), key=lambda e: e.sample) for v in by_task.values()]
     branch_points = []
@@ -390,10 +382,23 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
         "first_mistake_exact": float(np.mean([f[0] for f in first])) if first else None,
         "uniform_first_mistake_exact": float(np.mean([f[1] for f in first])) if first else None,
     }
-    out = {"rooms": rooms, "samples": samples, "pass_at_k": play, "follow_hint": follow, "reflection": reflection,
+    out = {"rooms": rooms, "samples": samples, "pass_at_k": play, "random_walker": walker, "follow_hint": follow, "reflection": reflection,
            "seconds": round(time.monotonic() - start)}  # fmt: skip
     print(report_lines(out), flush=True)
     return out
+
+
+def random_walker_success(tasks: list[Task], samples: int, seed: int) -> float:
+    """Success of uniformly random moves on the same rooms: the Pass@1 that means no skill."""
+    family, rng, wins = get_family("sokoban"), random.Random(seed), 0
+    env = family.make(max_steps=sokoban_settings()["max_steps"])
+    for task in tasks:
+        for _ in range(samples):
+            env.reset(task)
+            while not (step := env.step(f"Action: {rng.choice(ACTIONS)}")).done:
+                pass
+            wins += step.success
+    return wins / (len(tasks) * samples)
 
 
 def _pct(x: float | None) -> str:
@@ -407,7 +412,7 @@ def report_lines(m: dict[str, Any]) -> str:
               f"{100 * f['difference']:+.1f} points [{100 * f['ci95'][0]:+.1f}, {100 * f['ci95'][1]:+.1f}] (95% CI, paired over attempts)")  # fmt: skip
     passk = ", ".join(f"Pass@{k} {100 * v:.1f}" for k, v in m["pass_at_k"].items())
     return "\n".join([
-        f"[micro] play ({m['rooms']} held-out rooms x {m['samples']} samples): {passk}",
+        f"[micro] play ({m['rooms']} held-out rooms x {m['samples']} samples): {passk} (uniformly random moves: Pass@1 {pct(m['random_walker'])})",
         f"[micro] follows a hint: from {f['branch_points']} failed attempts' first mistake, success {pct(f['with_hint'])} with the "
         f"correct hint vs {pct(f['without_hint'])} without: {effect}",
         f"[micro] reflects: {pct(r['parsed'])} of {r['reflections']} reflections parsed; rollback at or before the fatal step "

@@ -11,7 +11,7 @@ import pytest
 from leafe_recipe.envs.sokoban import ACTIONS, first_mistake, hint, optimal_moves, parse_action, sokoban_tasks
 from leafe_recipe.micro import (
     ROOM_OFFSET, MicroConfig, _noisy_episode, _reflection_answer, build_key, make_examples, measure, report_lines,
-    sokoban_settings, train_tokenizer,
+    room_rows, sokoban_settings, train_tokenizer,
 )  # fmt: skip
 from leafe_recipe.prompts import parse_reflection
 from leafe_recipe.tiny import CHAT_TEMPLATE
@@ -60,12 +60,13 @@ def test_a_reflection_names_the_first_mistake_when_labels_are_exact():
     assert parse_reflection(answer, 3).tau == step
 
 
-def test_the_tokenizer_reads_rooms_cell_by_cell_and_prompts_are_prefixes(examples):
+def test_the_tokenizer_reads_rooms_row_by_row_and_prompts_are_prefixes(examples):
     template = jinja2.Template(CHAT_TEMPLATE)
     texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in examples]
     tokenizer = train_tokenizer(texts, 512)
-    row = "#_OX_P#"
-    assert [tokenizer.decode([t]) for t in tokenizer(row)["input_ids"]] == list(row)
+    room = "#####\n#_P_#\n#√S_#\n#__O#\n#####\nLegend"
+    assert tokenizer.tokenize(room)[:5] == ["#####\n", "#_P_#\n", "#√S_#\n", "#__O#\n", "#####\n"]
+    assert len(room_rows(5)) == 1 + 7**3  # the wall row and every 3-cell interior
     messages, answer = examples[0]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     whole = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
@@ -73,6 +74,20 @@ def test_the_tokenizer_reads_rooms_cell_by_cell_and_prompts_are_prefixes(example
     assert ids_whole[: len(ids_prompt)] == ids_prompt
     assert tokenizer.decode(ids_whole) == whole
     assert len(ids_prompt) < len(prompt) / 3  # the environment's fixed phrases are few tokens
+
+
+def test_the_tokenizer_loads_back_as_itself_beside_a_qwen3_config(examples, tmp_path):
+    """What OpenRLHF, lm-eval and the policies load must tokenise as the trained tokenizer does
+    (transformers 5 would load it beside a qwen2 config as Qwen2Tokenizer, splitting words first)."""
+    from transformers import AutoTokenizer, Qwen3Config
+
+    template = jinja2.Template(CHAT_TEMPLATE)
+    texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in examples]
+    tokenizer = train_tokenizer(texts, 512)
+    tokenizer.save_pretrained(tmp_path)
+    Qwen3Config(vocab_size=len(tokenizer)).save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert all(loaded(t)["input_ids"] == tokenizer(t)["input_ids"] for t in texts)
 
 
 def test_the_cache_key_follows_the_config():
@@ -92,7 +107,7 @@ def test_measure_reports_the_three_abilities(tiny_model, capsys):
 
 
 def test_the_report_says_n_a_where_no_attempt_failed():
-    m = {"rooms": 1, "samples": 1, "pass_at_k": {"1": 1.0},
+    m = {"rooms": 1, "samples": 1, "pass_at_k": {"1": 1.0}, "random_walker": 0.0,
          "follow_hint": {"branch_points": 0, "with_hint": None, "without_hint": None, "difference": None, "ci95": None},
          "reflection": {"reflections": 0, "parsed": None, "graded": 0, "at_or_before_fatal": None, "uniform_at_or_before_fatal": None,
                         "first_mistake_exact": None, "uniform_first_mistake_exact": None}}  # fmt: skip

@@ -22,7 +22,7 @@ ACTIONS = ("up", "down", "left", "right")
 _OFFSETS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
 # Rendering swaps XSB's blank floor for a visible character so an LLM can count cells.
-_RENDER = {"#": "#", " ": "_", ".": "O", "$": "X", "*": "√", "@": "P", "+": "S"}
+RENDER = {"#": "#", " ": "_", ".": "O", "$": "X", "*": "√", "@": "P", "+": "S"}
 LEGEND = "Legend: # wall, _ floor, O target, X box, √ box on target, P player, S player on target"
 
 TRAIN_SEED_START = 0
@@ -78,7 +78,7 @@ def _parse(grid: list[str]) -> tuple[_Board, int, frozenset[int]]:
     floor, targets, boxes, players = set(), set(), set(), []
     for r, row in enumerate(grid):
         for c, ch in enumerate(row):
-            if ch not in _RENDER:
+            if ch not in RENDER:
                 raise ValueError(f"unknown Sokoban symbol {ch!r} at row {r}, column {c}")
             cell = board.cell(r, c)
             if ch != "#":
@@ -433,7 +433,7 @@ def parse_action(text: str) -> str | None:
 
 def render(grid: list[str]) -> str:
     """The room as the model sees it: visible symbols for every cell, then the legend."""
-    rows = ["".join(_RENDER[ch] for ch in row) for row in grid]
+    rows = ["".join(RENDER[ch] for ch in row) for row in grid]
     return "\n".join(rows + [LEGEND])
 
 
