@@ -3,12 +3,13 @@ the measurement of its abilities. Building the model itself takes tens of minute
 so the tests check what it is built from and run the measurement on the tiny model."""
 
 import random
+import re
 from dataclasses import replace
 
 import jinja2
 import pytest
 
-from leafe_recipe.envs.sokoban import ACTIONS, first_mistake, hint, optimal_moves, parse_action, sokoban_tasks
+from leafe_recipe.envs.sokoban import ACTIONS, RENDER, first_mistake, hint, optimal_moves, parse_action, sokoban_tasks
 from leafe_recipe.micro import (
     ROOM_OFFSET, MicroConfig, _noisy_episode, _reflection_answer, build_key, make_examples, measure, report_lines,
     room_rows, sokoban_settings, train_tokenizer,
@@ -46,6 +47,27 @@ def test_a_hinted_branch_opens_with_the_hinted_move():
     _, actions, examples = _noisy_episode(task, random.Random(0), SMALL, prefix=[], experience=experience)
     assert examples[0][1] == f"Action: {right}" == actions[0]  # hint_follow_share=1.0
     assert experience in examples[0][0][-1]["content"]
+
+
+def _hinted_first_moves(examples) -> list[tuple[list[str], str]]:
+    """(the room, back in solver symbols, and the answer) where a branch starts: the step its hint names."""
+    inverse = {shown: ch for ch, shown in RENDER.items()}
+    max_steps, out = sokoban_settings()["max_steps"], []
+    for messages, answer in examples:
+        prompt = messages[-1]["content"]
+        hinted = re.search(r"At step (\d+), move", prompt)
+        left = re.findall(r"Steps left: (\d+)", prompt)
+        if hinted and not answer.startswith("Rollback") and int(hinted[1]) == max_steps - int(left[-1]) + 1:
+            rows = [line for line in prompt.split("\n") if re.fullmatch(r"#.*#", line)]
+            out.append((["".join(inverse[c] for c in row) for row in rows[-5:]], answer.removeprefix("Action: ")))
+    return out
+
+
+def test_hints_name_a_solver_move_unless_told_to_name_any():
+    solver_only = _hinted_first_moves(make_examples(replace(SMALL, hint_any_move_share=0.0)))
+    assert solver_only and all(move in optimal_moves(grid) for grid, move in solver_only)
+    any_move = _hinted_first_moves(make_examples(replace(SMALL, hint_any_move_share=1.0)))
+    assert any(move not in optimal_moves(grid) for grid, move in any_move)
 
 
 def test_a_reflection_names_the_first_mistake_when_labels_are_exact():
