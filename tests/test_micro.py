@@ -25,6 +25,17 @@ def examples():
     return make_examples(SMALL)
 
 
+@pytest.fixture(scope="module")
+def texts(examples):
+    template = jinja2.Template(CHAT_TEMPLATE)
+    return [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in examples]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(texts):
+    return train_tokenizer(texts, 512)
+
+
 def test_every_answer_is_in_the_format_the_methods_parse(examples):
     for messages, answer in examples:
         if answer.startswith("Rollback step:"):
@@ -82,10 +93,7 @@ def test_a_reflection_names_the_first_mistake_when_labels_are_exact():
     assert parse_reflection(answer, 3).tau == step
 
 
-def test_the_tokenizer_reads_rooms_row_by_row_and_prompts_are_prefixes(examples):
-    template = jinja2.Template(CHAT_TEMPLATE)
-    texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in examples]
-    tokenizer = train_tokenizer(texts, 512)
+def test_the_tokenizer_reads_rooms_row_by_row_and_prompts_are_prefixes(examples, tokenizer):
     room = "#####\n#_P_#\n#√S_#\n#__O#\n#####\nLegend"
     assert tokenizer.tokenize(room)[:5] == ["#####\n", "#_P_#\n", "#√S_#\n", "#__O#\n", "#####\n"]
     assert len(room_rows(5)) == 1 + 7**3  # the wall row and every 3-cell interior
@@ -98,14 +106,11 @@ def test_the_tokenizer_reads_rooms_row_by_row_and_prompts_are_prefixes(examples)
     assert len(ids_prompt) < len(prompt) / 3  # the environment's fixed phrases are few tokens
 
 
-def test_the_tokenizer_loads_back_as_itself_beside_a_qwen3_config(examples, tmp_path):
+def test_the_tokenizer_loads_back_as_itself_beside_a_qwen3_config(texts, tokenizer, tmp_path):
     """What OpenRLHF, lm-eval and the policies load must tokenise as the trained tokenizer does
     (transformers 5 would load it beside a qwen2 config as Qwen2Tokenizer, splitting words first)."""
     from transformers import AutoTokenizer, Qwen3Config
 
-    template = jinja2.Template(CHAT_TEMPLATE)
-    texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in examples]
-    tokenizer = train_tokenizer(texts, 512)
     tokenizer.save_pretrained(tmp_path)
     Qwen3Config(vocab_size=len(tokenizer)).save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
