@@ -14,7 +14,10 @@ itself, from a seed, through its own stack:
    step) and its fix as the experience, or `none` for a live episode still on a shortest
    plan; and hinted branches at its mistakes (the first one and `hinted_branches - 1`
    others): rolled back there, the hint "At step t, move M instead of A." placed where
-   LEAFE places an experience, the hinted move as the first answer, the noisy solver after it;
+   LEAFE places an experience, the hinted move as the first answer, the noisy solver after it,
+   and at the step it opens one example per move a hint may name (all but A), each answered
+   with its hinted move, so that only the hint tells the answers apart, and each again at the
+   next step, where the hint no longer applies;
 2. a byte-level BPE tokenizer trained on that text without word splitting, so the
    environment's fixed phrases become few tokens, with every room row one token;
 3. a randomly initialised Qwen3 trained on the examples by the OpenRLHF SFT launch every
@@ -55,14 +58,14 @@ class MicroConfig:
     """Everything the micro model is built from (each value this project's choice)."""
 
     rooms: int = 600  # train rooms whose episodes make the data
-    optimal_share: float = 0.75  # the solver's move this often, else a random one: how well it plays (builds
+    optimal_share: float = 0.4  # the solver's move this often, else a random one: how well it plays (builds
     # measured in docs/micro_model.md: 0.4 and 0.7 sometimes learned nothing in 400-800 steps; 0.8 for 2 epochs: Pass@1 42%)
     hint_follow_share: float = 0.95  # a hinted answer is the hinted move this often
-    hint_any_move_share: float = 0.5  # a branch's hint names any other move this often, else a solver's move: with
-    # solver moves only, the room predicts the hinted answer and the model never reads the hint (measured: +0.0 points)
     reflection_label_share: float = 0.7  # a reflection names the first mistake this often, else a random step
     reflect_every: int = 4  # live episodes are reflected on at these step counts (as LEAFE's K)
     hinted_branches: int = 2  # per episode: branches from its mistakes with the fix as a hint (the first mistake's first)
+    hint_repeats: int = 3  # the examples where a hint is read (a branch's first step) or ignored (its second) appear this
+    # often: reading a hint is learned after playing, and more epochs would also make the player stronger
     vocab_size: int = 1024
     hidden_size: int = 128
     layers: int = 4
@@ -159,6 +162,7 @@ def make_examples(config: MicroConfig) -> list[tuple[list[Message], str]]:
     """(prompt messages, answer) pairs: play, hinted branches and reflections (module docstring)."""
     rng = random.Random(config.seed)
     tasks = sokoban_tasks("train", config.rooms, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)
+    system, window = get_family("sokoban").system_prompt, sokoban_settings()["history_window"]
     examples: list[tuple[list[Message], str]] = []
     for task in tasks:
         grid = task.data["grid"]
@@ -170,16 +174,25 @@ def make_examples(config: MicroConfig) -> list[tuple[list[Message], str]]:
         if "solved" not in observations[-1]:
             examples.append((build_reflection(observations, actions, finished=True), _reflection_answer(task, actions, True, rng, config)))
         # hinted branches at mistakes (a move off every shortest plan while the room was still solvable):
-        # the first, where LEAFE's reflection should roll back to, and `hinted_branches - 1` others
-        mistakes = [t for t in range(1, len(actions) + 1)
-                    if (best := optimal_moves(grid_after(grid, actions[: t - 1]))) and parse_action(actions[t - 1]) not in best]  # fmt: skip
-        others = rng.sample(mistakes[1:], min(len(mistakes[1:]), config.hinted_branches - 1))
-        for t in mistakes[:1] + sorted(others):
-            wrong = parse_action(actions[t - 1])
-            best = sorted(optimal_moves(grid_after(grid, actions[: t - 1])))
-            move = rng.choice([a for a in ACTIONS if a != wrong] if rng.random() < config.hint_any_move_share else best)
-            experience = hint(t, move, wrong)
-            examples += _noisy_episode(task, rng, config, prefix=actions[: t - 1], experience=experience)[2]
+        # the first, where LEAFE's reflection should roll back to, and `hinted_branches - 1` others.
+        mistakes = {t: sorted(best) for t in range(1, len(actions) + 1)
+                    if (best := optimal_moves(grid_after(grid, actions[: t - 1]))) and parse_action(actions[t - 1]) not in best}  # fmt: skip
+        steps = list(mistakes)
+        # A branch follows a solver's move, the hint staying in the prompt as in LEAFE's branches; where it
+        # opens, hints naming each other move too (hints naming solver moves only are redundant with the
+        # room and were never read: +0.0 points, docs/micro_model.md), and each of those at the next step,
+        # where it no longer applies (without these the model repeated the hinted move there).
+        others = rng.sample(steps[1:], min(len(steps[1:]), config.hinted_branches - 1))
+        for t in steps[:1] + sorted(others):
+            wrong, move = parse_action(actions[t - 1]), rng.choice(mistakes[t])
+            seen, done, played = _noisy_episode(task, rng, config, prefix=actions[: t - 1], experience=hint(t, move, wrong))
+            read = played[:2]  # the hinted step and the one after, where the hint no longer applies
+            for other in (a for a in ACTIONS if a not in (wrong, move)):
+                answer = other if rng.random() < config.hint_follow_share else rng.choice(ACTIONS)
+                read.append((build_messages(system, observations[:t], actions[: t - 1], window, hint(t, other, wrong)), f"Action: {answer}"))
+                if len(done) > t:  # answered as without the hint
+                    read.append((build_messages(system, seen[: t + 1], done[:t], window, hint(t, other, wrong)), done[t]))
+            examples += read * config.hint_repeats + played[2:]
     return examples
 
 
@@ -192,14 +205,17 @@ def make_examples(config: MicroConfig) -> list[tuple[list[Message], str]]:
 def train_tokenizer(texts: list[str], vocab_size: int):
     """Byte-level BPE whose merges may span spaces but not line ends, so the environment's fixed
     phrases become few tokens and a line end (where the assistant's answer starts) is always a
-    token boundary: a prompt tokenises the same alone and with its answer. Room rows are whole
-    tokens (`room_rows`)."""
+    token boundary: a prompt tokenises the same alone and with its answer. Every digit is its own
+    token, so "This is step 5." and a hint's "At step 5," share the 5 (merged into the phrases,
+    the model must learn which of two token sets match, and the hinted move was repeated a step
+    late). Room rows are whole tokens (`room_rows`)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex("\n"), behavior="merged_with_previous"),
+        pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])  # fmt: skip
     backend.decoder = decoders.ByteLevel()
@@ -308,7 +324,8 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
     - play: Pass@k over `samples` episodes per room, beside a uniformly random walker's success;
     - following a hint: from each room's first failed episode, rolled back to its first
       mistake, `hint_samples` continuations with the correct hint in the prompt (LEAFE's
-      experience format) and as many without; the success rates, paired over rooms;
+      experience format) and as many without; the success rates, paired over rooms, and how
+      often the hinted move is taken at that step (whether the hint is read at all);
     - reflection: on its failed episodes, the reflection prompt (LEAFE's, sampled as LEAFE
       samples it), parsed; where the solver labels a fatal step, how often the rollback step
       is at or before it, against a uniformly random step (mean fatal/t); and how often it is
@@ -346,20 +363,26 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
             mistake = first_mistake(ep.task.data["grid"], ep.actions)
             if mistake is not None:
                 step, move = mistake
-                branch_points.append((ep, step, hint(step, move, parse_action(ep.actions[step - 1]))))
+                branch_points.append((ep, step, move, hint(step, move, parse_action(ep.actions[step - 1]))))
                 break
     starts = [Start(ep.task, 2 * i + h, tuple(ep.actions[: step - 1]), text if h else None)
-              for ep, step, text in branch_points for i in range(hint_samples) for h in (0, 1)]  # fmt: skip
+              for ep, step, _, text in branch_points for i in range(hint_samples) for h in (0, 1)]  # fmt: skip
+    hinted = {ep.task.id: (step, move) for ep, step, move, _ in branch_points}
     wins: dict[tuple[str, bool], list[bool]] = {}
+    took: dict[bool, list[bool]] = {True: [], False: []}  # the hinted move at the hinted step: is the hint read at all?
     for ep in run_episodes(starts, family, kwargs, policy, act, window):
         wins.setdefault((ep.task.id, ep.experience is not None), []).append(ep.success)
-    follow: dict[str, Any] = {"branch_points": len(branch_points), "with_hint": None, "without_hint": None, "difference": None, "ci95": None}
+        step, move = hinted[ep.task.id]
+        took[ep.experience is not None].append(parse_action(ep.actions[step - 1]) == move)
+    follow: dict[str, Any] = {"branch_points": len(branch_points), "with_hint": None, "without_hint": None, "difference": None, "ci95": None,
+                              "hinted_move_with_hint": None, "hinted_move_without_hint": None}  # fmt: skip
     if branch_points:  # none when every attempt succeeded
-        rates = np.array([[np.mean(wins[(ep.task.id, True)]), np.mean(wins[(ep.task.id, False)])] for ep, _, _ in branch_points])
+        rates = np.array([[np.mean(wins[(ep.task.id, True)]), np.mean(wins[(ep.task.id, False)])] for ep, *_ in branch_points])
         diff = rates[:, :1] - rates[:, 1:]
         low, high = interval(bootstrap_means(diff, resamples, seed), 0.95)
         follow |= {"with_hint": float(rates[:, 0].mean()), "without_hint": float(rates[:, 1].mean()),
-                   "difference": float(diff.mean()), "ci95": [float(low[0]), float(high[0])]}  # fmt: skip
+                   "difference": float(diff.mean()), "ci95": [float(low[0]), float(high[0])],
+                   "hinted_move_with_hint": float(np.mean(took[True])), "hinted_move_without_hint": float(np.mean(took[False]))}  # fmt: skip
 
     reflect_on = [ep for eps in failed for ep in eps[:2]]
     texts = policy.generate([build_reflection(ep.observations, ep.actions, finished=True) for ep in reflect_on],
@@ -418,7 +441,8 @@ def report_lines(m: dict[str, Any]) -> str:
     return "\n".join([
         f"[micro] play ({m['rooms']} held-out rooms x {m['samples']} samples): {passk} (uniformly random moves: Pass@1 {pct(m['random_walker'])})",
         f"[micro] follows a hint: from {f['branch_points']} failed attempts' first mistake, success {pct(f['with_hint'])} with the "
-        f"correct hint vs {pct(f['without_hint'])} without: {effect}",
+        f"correct hint vs {pct(f['without_hint'])} without: {effect}; the hinted move taken at the hinted step "
+        f"{pct(f['hinted_move_with_hint'])} with the hint vs {pct(f['hinted_move_without_hint'])} without",
         f"[micro] reflects: {pct(r['parsed'])} of {r['reflections']} reflections parsed; rollback at or before the fatal step "
         f"{pct(r['at_or_before_fatal'])} (uniform random step: {pct(r['uniform_at_or_before_fatal'])}, {r['graded']} graded); "
         f"exactly the first mistake {pct(r['first_mistake_exact'])} (uniform: {pct(r['uniform_first_mistake_exact'])})",

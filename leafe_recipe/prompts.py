@@ -49,7 +49,10 @@ def build_messages(
     """Messages for choosing action len(actions)+1 given o_0..o_t and a_1..a_t.
 
     `observations` has one more entry than `actions` (o_0 comes from reset).
-    `window=None` keeps the whole history.
+    `window=None` keeps the whole history. With an experience, the prompt says which step this
+    is: an experience names its step ("At step 3, ...") and a windowed history hides the count,
+    so a branch could not tell the step to change from the ones after it (measured on the micro
+    model: without it, the hinted move was repeated at the next step 40% of the time vs 5%).
     """
     if len(observations) != len(actions) + 1:
         raise ValueError(f"need one more observation than actions, got {len(observations)} and {len(actions)}")
@@ -63,7 +66,7 @@ def build_messages(
         messages.append({"role": "assistant", "content": actions[i]})
         messages.append({"role": "user", "content": observations[i + 1]})
     if experience is not None:
-        messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{EXPERIENCE_HEADER}: {experience}"}
+        messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\nThis is step {len(actions) + 1}.\n{EXPERIENCE_HEADER}: {experience}"}
     return messages
 
 

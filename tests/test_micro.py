@@ -4,12 +4,13 @@ so the tests check what it is built from and run the measurement on the tiny mod
 
 import random
 import re
+from collections import Counter
 from dataclasses import replace
 
 import jinja2
 import pytest
 
-from leafe_recipe.envs.sokoban import ACTIONS, RENDER, first_mistake, hint, optimal_moves, parse_action, sokoban_tasks
+from leafe_recipe.envs.sokoban import ACTIONS, first_mistake, hint, optimal_moves, parse_action, sokoban_tasks
 from leafe_recipe.micro import (
     ROOM_OFFSET, MicroConfig, _noisy_episode, _reflection_answer, build_key, make_examples, measure, report_lines,
     room_rows, sokoban_settings, train_tokenizer,
@@ -60,25 +61,21 @@ def test_a_hinted_branch_opens_with_the_hinted_move():
     assert experience in examples[0][0][-1]["content"]
 
 
-def _hinted_first_moves(examples) -> list[tuple[list[str], str]]:
-    """(the room, back in solver symbols, and the answer) where a branch starts: the step its hint names."""
-    inverse = {shown: ch for ch, shown in RENDER.items()}
-    max_steps, out = sokoban_settings()["max_steps"], []
+def test_where_a_branch_opens_its_hint_names_every_move_but_the_mistake_and_is_followed(examples):
+    """The same room answered differently by hint alone: the model cannot learn the answer from the room."""
+    opened: dict[str, list[tuple[str, str, str]]] = {}
+    later = 0
     for messages, answer in examples:
-        prompt = messages[-1]["content"]
-        hinted = re.search(r"At step (\d+), move", prompt)
-        left = re.findall(r"Steps left: (\d+)", prompt)
-        if hinted and not answer.startswith("Rollback") and int(hinted[1]) == max_steps - int(left[-1]) + 1:
-            rows = [line for line in prompt.split("\n") if re.fullmatch(r"#.*#", line)]
-            out.append((["".join(inverse[c] for c in row) for row in rows[-5:]], answer.removeprefix("Action: ")))
-    return out
-
-
-def test_hints_name_a_solver_move_unless_told_to_name_any():
-    solver_only = _hinted_first_moves(make_examples(replace(SMALL, hint_any_move_share=0.0)))
-    assert solver_only and all(move in optimal_moves(grid) for grid, move in solver_only)
-    any_move = _hinted_first_moves(make_examples(replace(SMALL, hint_any_move_share=1.0)))
-    assert any(move not in optimal_moves(grid) for grid, move in any_move)
+        found = re.search(r"This is step (\d+)\.\n.*: At step (\d+), move (\w+) instead of (\w+)\.$", messages[-1]["content"])
+        if found and found[1] == found[2]:
+            room = messages[-1]["content"][: found.start()]
+            opened.setdefault(room + found[2], []).append((found[3], found[4], answer))
+        later += bool(found) and int(found[1]) > int(found[2])
+    assert opened and later
+    for hinted in opened.values():
+        wrong = {w for _, w, _ in hinted}
+        assert len(wrong) == 1 and Counter(m for m, _, _ in hinted) == {m: SMALL.hint_repeats for m in set(ACTIONS) - wrong}
+        assert all(answer == f"Action: {move}" for move, _, answer in hinted)  # hint_follow_share=1.0
 
 
 def test_a_reflection_names_the_first_mistake_when_labels_are_exact():
@@ -104,6 +101,11 @@ def test_the_tokenizer_reads_rooms_row_by_row_and_prompts_are_prefixes(examples,
     assert ids_whole[: len(ids_prompt)] == ids_prompt
     assert tokenizer.decode(ids_whole) == whole
     assert len(ids_prompt) < len(prompt) / 3  # the environment's fixed phrases are few tokens
+
+
+def test_step_numbers_are_tokens_of_their_own_so_a_hint_and_the_step_it_is_read_at_share_them(tokenizer):
+    shown = tokenizer.tokenize("This is step 5.\nExperience from an earlier attempt at this task: At step 5, move up.")
+    assert shown.count("5") == 2
 
 
 def test_the_tokenizer_loads_back_as_itself_beside_a_qwen3_config(texts, tokenizer, tmp_path):
@@ -135,7 +137,8 @@ def test_measure_reports_the_three_abilities(tiny_model, capsys):
 
 def test_the_report_says_n_a_where_no_attempt_failed():
     m = {"rooms": 1, "samples": 1, "pass_at_k": {"1": 1.0}, "random_walker": 0.0,
-         "follow_hint": {"branch_points": 0, "with_hint": None, "without_hint": None, "difference": None, "ci95": None},
+         "follow_hint": {"branch_points": 0, "with_hint": None, "without_hint": None, "difference": None, "ci95": None,
+                         "hinted_move_with_hint": None, "hinted_move_without_hint": None},
          "reflection": {"reflections": 0, "parsed": None, "graded": 0, "at_or_before_fatal": None, "uniform_at_or_before_fatal": None,
                         "first_mistake_exact": None, "uniform_first_mistake_exact": None}}  # fmt: skip
     assert "success n/a with the correct hint vs n/a without: n/a" in report_lines(m)

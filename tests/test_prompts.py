@@ -34,9 +34,9 @@ def test_observations_must_lead_actions_by_one():
         build_messages("S", ["o0"], ["a1"])
 
 
-def test_experience_goes_into_the_latest_user_turn_only():
+def test_experience_goes_into_the_latest_user_turn_only_with_the_step_it_is_for():
     msgs = build_messages("S", ["o0", "o1"], ["a1"], experience="push the box left first")
-    assert msgs[-1]["content"] == f"o1\n\n{EXPERIENCE_HEADER}: push the box left first"
+    assert msgs[-1]["content"] == f"o1\n\nThis is step 2.\n{EXPERIENCE_HEADER}: push the box left first"
     assert all("push the box" not in m["content"] for m in msgs[:-1])
     assert msgs[:-1] == build_messages("S", ["o0", "o1"], ["a1"])[:-1]
 
