@@ -305,10 +305,11 @@ class Estimate:
 
 
 def _matrix(by_seed: dict[int, Samples], ks: list[int], problems: list[str]) -> np.ndarray:
-    """(seeds x problems x ks) unbiased Pass@k per problem."""
+    """(seeds x problems x ks) unbiased Pass@k per problem, seeds in increasing order (as `Estimate.seeds`
+    lists them; cells are found in folder order, where "10_grpo" comes before "9_grpo")."""
     return np.stack([
         pass_at_k([len(s.correct[p]) for p in problems], [sum(s.correct[p]) for p in problems], ks)
-        for s in by_seed.values()
+        for _, s in sorted(by_seed.items())
     ])  # fmt: skip
 
 

@@ -122,6 +122,14 @@ def test_several_seeds_average_and_add_a_ci_over_seeds_and_problems(tmp_path):
     assert "seeds 0, 1" in md and "Δ Pass@1 CI seeds x problems" in md
 
 
+def test_per_seed_means_follow_the_seed_order_whatever_the_folder_order(tmp_path):
+    cell(tmp_path, "10_leafe", "leafe", seed=1, runs={"base": BASE, "leafe": BASE})  # found before "9_leafe"
+    cell(tmp_path, "9_leafe", "leafe", seed=0, runs={"base": BASE, "leafe": BETTER})
+    _, data = report(tmp_path)
+    leafe = next(x for x in data["pass_at_k"] if x["row"] == "leafe")
+    assert leafe["seeds"] == [0, 1] and leafe["per_seed"][0][0] == pytest.approx(7 / 12) and leafe["per_seed"][1][0] == pytest.approx(5 / 12)
+
+
 def test_two_level_bootstrap_with_one_seed_is_the_problem_bootstrap():
     values = np.random.default_rng(0).random((30, 3))
     np.testing.assert_array_equal(bootstrap_means(values[None], 200, seed=3), bootstrap_means(values, 200, seed=3))
