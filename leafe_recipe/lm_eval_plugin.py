@@ -762,21 +762,30 @@ def evaluate_checkpoint(
     roots = [g for name, g in loaded.get("groups", {}).items() if name not in children]
     roots += [t for name, t in loaded["tasks"].items() if name not in children]
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
-    results = lm_eval.simple_evaluate(
-        model=lm,
-        model_args=args,
-        tasks=roots,
-        limit=limit,
-        gen_kwargs=gen_kwargs,
-        task_manager=manager,
-        log_samples=log_samples,
-        evaluation_tracker=tracker,
-        apply_chat_template=model != "leafe-agent",
-        confirm_run_unsafe_code=True,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-    )
+    # A policy that already sampled (the base model after LEAFE's exploration) draws what a fresh one
+    # would: its seeds count its calls, and the evaluation's cache key does not know how many it made.
+    used = getattr(policy, "calls", None)
+    if used is not None:
+        policy.calls = 0
+    try:
+        results = lm_eval.simple_evaluate(
+            model=lm,
+            model_args=args,
+            tasks=roots,
+            limit=limit,
+            gen_kwargs=gen_kwargs,
+            task_manager=manager,
+            log_samples=log_samples,
+            evaluation_tracker=tracker,
+            apply_chat_template=model != "leafe-agent",
+            confirm_run_unsafe_code=True,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+        )
+    finally:
+        if used is not None:
+            policy.calls += used  # later calls draw fresh seeds
     samples = results.pop("samples", None) if results else None
     written = None
     if tracker is not None and results is not None:

@@ -516,3 +516,20 @@ def test_a_checkpoint_is_evaluated_with_the_window_it_was_trained_with(tmp_path,
     override = manager(tmp_path / "v", sokoban={"n_test": 1, "kwargs": {"max_steps": 2}, "history_window": None})
     assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint)), override) == (None, "metadata")
     assert window_used(plugin.LeafeAgent(pretrained=tiny_model)) == (2, "task")
+
+
+@pytest.mark.slow
+def test_a_policy_that_already_sampled_is_evaluated_as_a_fresh_one_would_be(tmp_path, tiny_model):
+    """The base model after LEAFE's exploration scores what the base cell scores: HFPolicy seeds
+    each call with seed + its call count, so the evaluation starts that count at 0."""
+    from leafe_recipe.policy import Sampling
+    from leafe_recipe.policy.hf import HFPolicy
+
+    policy = HFPolicy(tiny_model)
+    policy.generate([[{"role": "user", "content": "hi"}]] * 3, Sampling(max_new_tokens=4))
+    seen, generate = [], policy.generate
+    policy.generate = lambda *a, **kw: (seen.append(policy.calls), generate(*a, **kw))[1]
+    plugin.evaluate_checkpoint(tiny_model, "leafe_sokoban", "leafe-agent", n_samples=2, limit=2, gen_kwargs={"max_gen_toks": 8},
+                               output_path=tmp_path, metadata={"sokoban": {"kwargs": {"max_steps": 2}}}, policy=policy)  # fmt: skip
+    assert seen == list(range(len(seen))) and seen  # 0, 1, ... as a fresh policy's
+    assert policy.calls == 1 + len(seen)  # and later calls go on past both
