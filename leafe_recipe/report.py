@@ -64,7 +64,10 @@ def paired_vs_base(rows: dict[str, dict[str, Any]], resamples: int = 10_000) -> 
             continue
         ks = sorted({1, min(r["n_samples"], rows["base"]["n_samples"])})
         result = compare(load_run(r["samples_dir"], r["task"])[r["task"]], base, ks, resamples)
-        out.append(format_result(result, (label, "base")))
+        unresolved = [row["k"] for row in result["rows"] if row["ci_low"] <= 0 <= row["ci_high"]]
+        note = (f"\n{label} - base: the 95% CI includes 0 at k = {', '.join(map(str, unresolved))}: this run does not resolve a "
+                "difference there (more held-out tasks, samples or seeds would; a multirun over seeds and leafe-report pool them)")  # fmt: skip
+        out.append(format_result(result, (label, "base")) + (note if unresolved else ""))
     return "\n\n".join(out)
 
 

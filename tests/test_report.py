@@ -236,3 +236,15 @@ def test_a_run_prints_each_trained_model_paired_against_its_base(tmp_path):
     lines = [line.split() for line in text.splitlines() if line[:1] in "14" and line.strip()]
     assert [row[:4] for row in lines] == [["1", "58.3", "41.7", "+16.7"], ["4", "100.0", "66.7", "+33.3"]]
     assert paired_vs_base({"leafe": runs["leafe"]}) == ""
+
+
+def test_a_paired_difference_whose_ci_includes_zero_is_said_to_be_unresolved(tmp_path):
+    never = {p: [0, 0, 0, 0] for p in BASE}
+    once = {p: [1, 0, 0, 0] for p in BASE}  # +25 points at k = 1 on every problem: a CI of [+25, +25]
+    folder = cell(tmp_path, "0", "leafe", runs={"base": never, "leafe": once, "same": never})
+    runs = json.loads((folder / "results.json").read_text())["runs"]
+    for r in runs.values():
+        r["n_samples"] = 4
+    text = paired_vs_base(runs, resamples=200)
+    assert "same - base: the 95% CI includes 0 at k = 1, 4: this run does not resolve a difference there" in text
+    assert "leafe - base: the 95% CI includes 0" not in text
