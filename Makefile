@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/leafe method=leafe experiment=micro_demo
+	$(BIN)/leafe method=leafe experiment=micro_sokoban
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
