@@ -10,17 +10,14 @@ them as `expert_steps`, and the method spends none of the interaction budget.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
+from leafe_recipe.context import RunContext
 from leafe_recipe.distill import sft_record
-from leafe_recipe.envs.base import EnvFamily, Task, expert_trajectory
-from leafe_recipe.evaluate import evaluate, plain
+from leafe_recipe.envs.base import EnvFamily, Task
+from leafe_recipe.envs.pool import expert_trajectory
+from leafe_recipe.evaluate import evaluate
 from leafe_recipe.records import write_jsonl
-from leafe_recipe.tiny import resolve_model
-from leafe_recipe.train import SFTConfig, train_checkpoint
 
 
 class NoExpert(RuntimeError):
@@ -50,18 +47,16 @@ def expert_records(system: str, trajectories, window: int | None) -> list[dict[s
     ]
 
 
-def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
-    init = resolve_model(cfg.method.init or cfg.model)
-    window = cfg.env.history_window
-    tasks = family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks))
-    trajectories = expert_trajectories(family, plain(cfg.env.kwargs), tasks)
-    data = run_dir / "sft" / "sft_expert.jsonl"
-    records = expert_records(family.system_prompt, trajectories, window)
+def run(ctx: RunContext) -> dict[str, Any]:
+    window = ctx.prompt.history_window
+    tasks = ctx.tasks("train")
+    trajectories = expert_trajectories(ctx.family, ctx.env_kwargs, tasks)
+    data = ctx.run_dir / "sft" / "sft_expert.jsonl"
+    records = expert_records(ctx.family.system_prompt, trajectories, window)
     write_jsonl(data, records)
     print(f"[imitation] {len(records)} expert steps from {len(trajectories)} of {len(tasks)} train tasks", flush=True)
-    runs = {"base": evaluate(cfg, init, "base", run_dir)}
-    sft = SFTConfig(model=init, datasets=[str(data)], output_dir=str(run_dir / "checkpoint"), **plain(cfg.method.sft))
-    checkpoint = train_checkpoint(sft, window, cfg.env.name)
-    runs["imitation"] = evaluate(cfg, str(checkpoint), "imitation", run_dir)
-    ledger = {"tasks": len(tasks), "env_steps": 0, "replay_steps": 0, "model_calls": 0, "gen_tokens": 0, "expert_steps": len(records)}
+    runs = {"base": evaluate(ctx, ctx.init, "base")}
+    checkpoint, budget = ctx.train_sft(ctx.sft(ctx.cfg.method.sft, ctx.init, [str(data)], ctx.run_dir / "checkpoint"), "imitation", tasks)
+    runs["imitation"] = evaluate(ctx, str(checkpoint), "imitation")
+    ledger = {"tasks": len(tasks), "env_steps": 0, "replay_steps": 0, "model_calls": 0, "gen_tokens": 0, "expert_steps": len(records), **budget}
     return {"runs": runs, "ledger": ledger, "data": {"expert_tasks": len(trajectories), "expert_records": len(records)}, "checkpoint": str(checkpoint)}

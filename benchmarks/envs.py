@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from leafe_recipe.envs.base import EnvUnavailable, expert_trajectory, get_family
+from leafe_recipe.envs.base import EnvUnavailable, get_family
 from leafe_recipe.envs.pool import EnvPool
 from leafe_recipe.policy import Completion, Sampling
 from leafe_recipe.rollout import run_episodes
@@ -97,12 +97,12 @@ def rollout_rate(name: str, episodes: int) -> None:
 def generation_share(name: str, tasks_n: int) -> None:
     from leafe_recipe.explore import ExploreConfig, explore
     from leafe_recipe.policy.hf import HFPolicy
-    from leafe_recipe.tiny import build_tiny_model
+    from leafe_recipe import tiny
 
     kwargs, task_kwargs = SETTINGS[name]
     family = get_family(name)
     tasks = family.tasks("train" if name != "codecontests" else "test", tasks_n, **task_kwargs)
-    policy = HFPolicy(str(build_tiny_model()))
+    policy = HFPolicy(str(tiny.build()))
     spent = [0.0]
     generate = policy.generate
 

@@ -19,7 +19,7 @@ from leafe_recipe.explore import ExploreConfig, explore
 from leafe_recipe.policy import Sampling
 from leafe_recipe.policy.hf import HFPolicy
 from leafe_recipe.records import read_jsonl
-from leafe_recipe.tiny import build_tiny_model
+from leafe_recipe import tiny
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
 
     family = get_family("sokoban")
     tasks = family.tasks("train", args.tasks, dim=[5, 5], min_solution_len=2)
-    policy = HFPolicy(args.model or str(build_tiny_model()))
+    policy = HFPolicy(args.model or str(tiny.build()))
     action, reflection = Sampling(max_new_tokens=24), Sampling(max_new_tokens=48, temperature=0.7)
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,7 @@ from leafe_recipe.envs.base import get_family
 from leafe_recipe.policy import Sampling
 from leafe_recipe.policy.hf import HFPolicy
 from leafe_recipe.rollout import run_episodes
-from leafe_recipe.tiny import build_tiny_model
+from leafe_recipe import tiny
 
 
 def episodes_per_second(policy, tasks, samples, family, max_steps, sampling, max_concurrent) -> tuple[float, int]:
@@ -37,7 +37,7 @@ def main() -> None:
 
     family = get_family("sokoban")
     tasks = family.tasks("test", args.tasks)
-    policy = HFPolicy(args.model or str(build_tiny_model()))
+    policy = HFPolicy(args.model or str(tiny.build()))
     sampling = Sampling(max_new_tokens=args.max_new_tokens)
     n = args.tasks * args.samples
     batched, steps_b = episodes_per_second(policy, tasks, args.samples, family, args.max_steps, sampling, n)

@@ -17,6 +17,13 @@ def _data_dir(name: str) -> Path:
     raise FileNotFoundError(f"leafe-recipe is installed without its {name}/ folder; reinstall with `pip install -e .`")
 
 
+def cache_dir() -> Path:
+    """Where built models and simulator caches live: $LEAFE_CACHE, else ~/.cache/leafe-recipe."""
+    import os
+
+    return Path(os.environ.get("LEAFE_CACHE", Path.home() / ".cache" / "leafe-recipe"))
+
+
 class Unavailable(RuntimeError):
     """Something a run needs is not on this machine (a GPU, a simulator, a data set); the
     message says how to get it. A Hydra sweep records such a cell as not run and goes on."""

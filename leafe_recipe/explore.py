@@ -25,7 +25,9 @@ and counted (`replay_divergences`); exploration goes on, and stops with a clear
 error only when more than `max_divergence_share` of the rollbacks diverged.
 
 Lock-step: every round, one generate call carries the next action of every live
-node and every pending reflection of every tree in flight. Finished trees stream to
+node and every pending reflection of every tree in flight. Each request is seeded by the
+run's seed and what it is (task, node, step: `Sampling.for_request`), so a tree is the same
+whichever trees grow beside it: the order of tasks, sharding and a resumed run change nothing. Finished trees stream to
 `trees.jsonl` (one record per task, resumable), so memory holds only the frontier.
 """
 
@@ -246,14 +248,14 @@ def _rounds(
                 prompts.append(
                     build_messages(family.system_prompt, node.observations, node.actions, cfg.history_window, node.experience)
                 )
-                settings.append(sampling)
+                settings.append(sampling.for_request("node", tree.task.env, tree.task.id, node.id, len(node.actions)))
                 jobs.append((tree, node, None))
             for node, finished in tree.reflecting:
                 if cfg.reflection == "oracle":  # no model call: the answer the oracle gives
                     _reflect(tree, node, family.oracle_reflection(tree.task, node.actions, finished), len(node.actions), family)
                     continue
                 prompts.append(build_reflection(node.observations, node.actions, finished))
-                settings.append(reflection_sampling)
+                settings.append(reflection_sampling.for_request("reflect", tree.task.env, tree.task.id, node.id, len(node.actions)))
                 jobs.append((tree, node, len(node.actions)))
             tree.reflecting = []
         completions = policy.generate(prompts, settings) if prompts else []

@@ -1,5 +1,5 @@
 """method=leafe: stage 1 (explore), stage 2 (distill, then OpenRLHF SFT), and the evaluation
-of the initial and the trained model. The entry point is `run(cfg, family, run_dir)`.
+of the initial and the trained model. The entry point is `run(ctx)`.
 
 Every stage's output is keyed by what produced it (`records.claim`): a rerun in the same
 folder goes on where it stopped (finished trees, a finished checkpoint and finished
@@ -10,10 +10,6 @@ without exploring again.
 
 `method.ablation=rehearsal_only` trains on D_reh alone (the paper's Table 4 ablation);
 without it a run whose D_cf is empty stops instead of silently becoming that ablation.
-
-method=leafe_rl (`run_rl`) is the paper's "LEAFE + RL": GRPO first (`method.grpo`, the
-settings of method=grpo), then LEAFE from the GRPO checkpoint, with the prompts GRPO
-trained it with (the whole history).
 """
 
 from __future__ import annotations
@@ -23,18 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
-
 from leafe_recipe import shard
+from leafe_recipe.context import PolicyLoader, RunContext, plain
 from leafe_recipe.distill import DistillConfig, DistillStats, distill
-from leafe_recipe.envs.base import EnvFamily
-from leafe_recipe.evaluate import evaluate, plain, policy_loader, sampling_from
+from leafe_recipe.evaluate import evaluate
 from leafe_recipe.explore import ExploreConfig, explore
-from leafe_recipe.records import claim, model_identity, read_jsonl
+from leafe_recipe.records import claim, read_jsonl
 from leafe_recipe.report import explore_summary
 from leafe_recipe.rollout import task_key
-from leafe_recipe.tiny import resolve_model
-from leafe_recipe.train import NEW_FOLDER, SFTConfig, leafe_mixture, train_checkpoint
+from leafe_recipe.train import NEW_FOLDER, leafe_mixture
 
 ABLATIONS = (None, "rehearsal_only")
 
@@ -43,77 +36,67 @@ class LeafeError(RuntimeError):
     """LEAFE cannot go on with this run's data; the message gives the counts and what to change."""
 
 
-def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
-    m = cfg.method
+def run(ctx: RunContext, label: str = "base") -> dict[str, Any]:
+    """LEAFE from the context's starting model; `label` names that model's evaluation."""
+    m = ctx.cfg.method
     if m.ablation not in ABLATIONS:
         raise LeafeError(f"method.ablation={m.ablation!r}: use one of {', '.join(map(str, ABLATIONS))}")
-    init = resolve_model(m.init or cfg.model)
-    load = policy_loader(cfg, init)
-    trees = run_dir / "trees.jsonl"
-    grow_trees(cfg, family, init, load, trees)
-    if cfg.shard is not None:  # one machine's part of stage 1: leafe-merge joins the shards (leafe_recipe/shard.py)
+    load = ctx.loader()
+    trees = ctx.run_dir / "trees.jsonl"
+    tasks = grow_trees(ctx, load, trees)
+    if ctx.cfg.shard is not None:  # one machine's part of stage 1: leafe-merge joins the shards (leafe_recipe/shard.py)
         exploration = explore_summary(trees)
-        print(f"[explore] shard {cfg.shard} done: {trees}. Merge the shards with `leafe-merge trees OUT SHARD_RUN...`, "
+        print(f"[explore] shard {ctx.cfg.shard} done: {trees}. Merge the shards with `leafe-merge trees OUT SHARD_RUN...`, "
               f"then run `leafe method=leafe hydra.run.dir=OUT` with these settings and no shard", flush=True)  # fmt: skip
-        return {"runs": {}, "shard": cfg.shard, "ledger": {"tasks": exploration["tasks"], **exploration["totals"]}}
-    runs = {"base" if m.init is None else "init": evaluate(cfg, init, "base" if m.init is None else "init", run_dir, load)}
+        return {"runs": {}, "shard": ctx.cfg.shard, "ledger": {"tasks": exploration["tasks"], **exploration["totals"]}}
+    runs = {label: evaluate(ctx, ctx.init, label, load)}
     del load  # frees the generation engine's memory for the trainer
     gc.collect()
 
-    window = cfg.env.history_window
-    distill_config = DistillConfig(**plain(m.distill), history_window=window, seed=cfg.seed)
-    stats = distill(trees, family.system_prompt, distill_config, run_dir / "sft")
+    stats = distill(trees, ctx.family.system_prompt, DistillConfig(**plain(m.distill), history_window=ctx.prompt.history_window,
+                                                                    seed=ctx.seed), ctx.run_dir / "sft")  # fmt: skip
     print(
         f"[distill] D_cf {stats.cf} (of {stats.branches} branches, {stats.cf_candidates} eligible; "
         f"{stats.cf_leaks} quoting their experience, policy {stats.leak_policy}), D_reh {stats.reh} "
         f"(from {stats.reh_rollouts} of {stats.successful_rollouts} successful rollouts)",
         flush=True,
     )
-    datasets, probs = _training_data(m, stats, run_dir)
-    sft = SFTConfig(model=init, datasets=datasets, dataset_probs=probs, output_dir=str(run_dir / "checkpoint"), **plain(m.sft))
-    checkpoint = train_checkpoint(sft, window, cfg.env.name)
-    runs["leafe"] = evaluate(cfg, str(checkpoint), "leafe", run_dir)
+    datasets, probs = _training_data(m, stats, ctx.run_dir)
+    sft = ctx.sft(m.sft, ctx.init, datasets, ctx.run_dir / "checkpoint", probs)
+    checkpoint, budget = ctx.train_sft(sft, "leafe", tasks)
+    runs["leafe"] = evaluate(ctx, str(checkpoint), "leafe")
     exploration = explore_summary(trees)
     return {
         "runs": runs,
-        "ledger": {"tasks": exploration["tasks"], **exploration["totals"]},
+        "ledger": {"tasks": exploration["tasks"], **exploration["totals"], **budget},
         "exploration": exploration,
         "distillation": stats.__dict__,
         "checkpoint": str(checkpoint),
     }
 
 
-def grow_trees(cfg: DictConfig, family: EnvFamily, init: str, load, trees: Path) -> None:
-    """Stage 1 on the run's train tasks into `trees`, or what is already there when its key matches."""
-    m = cfg.method
-    tasks = shard.take(family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks)), cfg.shard)
+def grow_trees(ctx: RunContext, load: PolicyLoader, trees: Path) -> list:
+    """Stage 1 on the run's train tasks (this shard's) into `trees`, or what is already there when
+    its key matches; returns the tasks explored."""
+    m = ctx.cfg.method
+    tasks = shard.take(ctx.tasks("train"), ctx.cfg.shard)
     settings = {k: v for k, v in plain(m.explore).items() if k not in ("max_concurrent_trees", "env_workers")}
-    key = {
-        "stage": "explore",
-        "init": model_identity(init),
-        "env": cfg.env.name,
-        "tasks": plain(cfg.env.tasks),
-        "kwargs": plain(cfg.env.kwargs),
-        "sampling": plain(cfg.sampling),
-        "reflection_sampling": plain(m.reflection_sampling),
-        "explore": settings,
-        "history_window": cfg.env.history_window,
-        "seed": cfg.seed,
-    }  # not n_train: raising it explores more tasks and keeps these
+    # not n_train: raising it explores more tasks and keeps these
+    key = ctx.key("explore", reflection_sampling=plain(m.reflection_sampling), explore=settings)
     claim(trees, key, NEW_FOLDER)
     done = {task_key(r) for r in read_jsonl(trees)} if trees.exists() else set()
     if all(f"{t.env}/{t.id}" in done for t in tasks):
         print(f"[explore] {len(tasks)} trees already in {trees}", flush=True)
-        return
+        return tasks
     start = time.monotonic()
     explore(
         tasks,
-        family,
-        plain(cfg.env.kwargs),
+        ctx.family,
+        ctx.env_kwargs,
         load(),
-        sampling_from(cfg.sampling, cfg.seed),
-        sampling_from(m.reflection_sampling, cfg.seed),
-        ExploreConfig(**{**plain(m.explore), "history_window": cfg.env.history_window}),
+        ctx.sampling(),
+        ctx.sampling(m.reflection_sampling),
+        ExploreConfig(**{**plain(m.explore), "history_window": ctx.prompt.history_window}),
         trees,
     )
     s = explore_summary(trees)
@@ -124,9 +107,10 @@ def grow_trees(cfg: DictConfig, family: EnvFamily, init: str, load, trees: Path)
         f"({t['reflections_unparsed']} unparsed); {time.monotonic() - start:.0f} s",
         flush=True,
     )
+    return tasks
 
 
-def _training_data(m: DictConfig, stats: DistillStats, run_dir: Path) -> tuple[list[str], list[float] | None]:
+def _training_data(m, stats: DistillStats, run_dir: Path) -> tuple[list[str], list[float] | None]:
     """The SFT files and their mixing probabilities: D_cf and D_reh (L_cf + beta L_reh), or
     D_reh alone for the rehearsal-only ablation. No D_cf without that ablation is an error."""
     cf, reh = run_dir / "sft" / "sft_cf.jsonl", run_dir / "sft" / "sft_reh.jsonl"
@@ -147,21 +131,3 @@ def _training_data(m: DictConfig, stats: DistillStats, run_dir: Path) -> tuple[l
             "to train on D_reh alone on purpose, ask for the ablation: method.ablation=rehearsal_only."
         )
     return leafe_mixture(cf, reh, m.beta)
-
-
-def run_rl(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
-    """method=leafe_rl: GRPO, then LEAFE starting from its checkpoint; reports both."""
-    from baselines.grpo import WINDOW, engine, train_grpo
-
-    engine(cfg.method.grpo.engine, cfg.method.grpo.dry_run)  # it may not run here at all
-    start = resolve_model(cfg.method.init or cfg.model)
-    base = evaluate(cfg, start, "base", run_dir)
-    checkpoint, grpo = train_grpo(cfg, cfg.method.grpo, family, start, run_dir / "grpo")
-    if checkpoint is None:  # a dry run of the GPU engine
-        return {"runs": {"base": base}, "grpo": grpo}
-    with open_dict(cfg):
-        cfg.method.init = str(checkpoint)
-        cfg.env.history_window = WINDOW
-    out = run(cfg, family, run_dir)
-    runs = out.pop("runs")
-    return {"runs": {"base": base, "grpo": runs["init"], "leafe_rl": runs["leafe"]}, "grpo": grpo, **out}

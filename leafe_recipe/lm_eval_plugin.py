@@ -50,7 +50,8 @@ from leafe_recipe.envs.base import Task, get_family
 from leafe_recipe.envs.code import DatasetUnavailable
 from leafe_recipe.passk import ks_up_to, pass_at_k
 from leafe_recipe.policy import Sampling, cut_at_stop
-from leafe_recipe.prompts import PROMPT_SETTINGS, read_prompt_settings, with_playbook
+from leafe_recipe.manifest import MANIFEST
+from leafe_recipe.prompts import with_playbook
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +463,7 @@ class LeafeAgent(LM):
     model_args: pretrained (a checkpoint directory, hub id or `tiny`), backend (hf or
     vllm), seed (sampling seed, default 0), history_window (action/feedback pairs kept in
     the prompt; default: the window the checkpoint was trained with, from its
-    leafe_prompt.json, else the task's; a `--metadata` override of the task's window wins
+    leafe_manifest.json, else the task's; a `--metadata` override of the task's window wins
     over the checkpoint's), max_concurrent (live episodes, default 256),
     env_workers (threads stepping environments; default: the cores); backend options as in
     hydra_conf/backend: device, dtype, max_batch_size, attn_implementation (hf),
@@ -493,8 +494,8 @@ class LeafeAgent(LM):
         **engine_kwargs: Any,
     ) -> None:
         super().__init__()
+        from leafe_recipe import models
         from leafe_recipe.policy import BackendConfig, make_policy
-        from leafe_recipe.tiny import resolve_model
 
         if backend not in ("hf", "vllm"):
             raise LeafeEvalError(f"leafe-agent: backend must be hf or vllm, got {backend!r}")
@@ -519,9 +520,10 @@ class LeafeAgent(LM):
             max_model_len=int(max_model_len) if max_model_len else None,
             extra=engine_kwargs,
         )
-        path = resolve_model(str(pretrained))
+        path = models.resolve(str(pretrained))
         self._setup(make_policy(path, config), str(pretrained), backend, seed, max_concurrent, env_workers)
-        self._set_window(history_window, read_prompt_settings(path))
+        manifest = models.manifest_of(path)
+        self._set_window(history_window, manifest.prompt if manifest is not None else None)
 
     @classmethod
     def from_policy(
@@ -562,7 +564,7 @@ class LeafeAgent(LM):
         if settings.get("history_window_source") == "metadata":
             return settings["history_window"], "metadata"
         if self.prompt_settings is not None:
-            return self.prompt_settings.get("history_window"), f"checkpoint {PROMPT_SETTINGS}"
+            return self.prompt_settings.get("history_window"), f"checkpoint {MANIFEST}"
         return settings["history_window"], "task"
 
     # -- lm-eval's model interface ------------------------------------------------------
@@ -605,6 +607,7 @@ class LeafeAgent(LM):
         out: list[str | None] = [None] * len(requests)
         groups: dict[tuple[str, Sampling], list[tuple[int, Task]]] = {}
         plain: list[int] = []
+        repeat: dict[tuple, int] = {}  # a doc's requests come `repeats` times: the k-th is its k-th sample
         for i, req in enumerate(requests):
             context, gen_kwargs = req.args[0], req.args[1]
             if _is_leafe_doc(req.doc):
@@ -613,7 +616,11 @@ class LeafeAgent(LM):
                 if ks and req.repeats is not None:
                     _check_ks(ks, int(req.repeats), f"task {req.task_name}")
                 key = (settings, sampling_from_gen_kwargs(gen_kwargs, self.seed))
-                groups.setdefault(key, []).append((i, _task(req.doc["task"])))
+                task = _task(req.doc["task"])
+                count = (req.task_name, task.id)
+                repeat[(task.id, i)] = repeat.get(count, 0)
+                repeat[count] = repeat[(task.id, i)] + 1
+                groups.setdefault(key, []).append((i, task))
             else:
                 plain.append(i)
         bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="leafe-agent episodes")
@@ -624,7 +631,11 @@ class LeafeAgent(LM):
                 family = dataclasses.replace(family, system_prompt=with_playbook(family.system_prompt, settings["playbook"]))
             window, source = self.window_for(settings)
             log.info("leafe-agent: %s episodes with history window %s (from the %s)", settings["env"], window, source)
-            starts = ((task, j) for j, (_, task) in enumerate(items))  # the sample field carries the position
+            position, starts = {}, []
+            for i, task in items:  # a sample is seeded by the task and its repeat index, not by its place in the batch
+                k = repeat[(task.id, i)]
+                position[(task.id, k)] = i
+                starts.append((task, k))
             for ep in run_episodes(
                 starts,
                 family,
@@ -635,7 +646,7 @@ class LeafeAgent(LM):
                 max_concurrent=self.max_concurrent,
                 env_workers=self.env_workers,
             ):
-                out[items[ep.sample][0]] = _episode_json(
+                out[position[(ep.task.id, ep.sample)]] = _episode_json(
                     ep.success,
                     len(ep.actions),
                     ep.invalid_actions,
@@ -649,7 +660,11 @@ class LeafeAgent(LM):
                 bar.update(1)
         if plain:
             conversations = [_messages(requests[i].args[0]) for i in plain]
-            samplings = [sampling_from_gen_kwargs(requests[i].args[1], self.seed) for i in plain]
+            samplings = []
+            for i in plain:  # seeded by the request's document and its repeat index
+                count = (requests[i].task_name, requests[i].doc_id)
+                repeat[count] = repeat.get(count, -1) + 1
+                samplings.append(sampling_from_gen_kwargs(requests[i].args[1], self.seed).for_request(*count, repeat[count]))
             for i, completion, s in zip(plain, self.policy.generate(conversations, samplings), samplings):
                 out[i] = cut_at_stop(completion.text, s.stop)[0]
                 bar.update(1)
@@ -739,9 +754,9 @@ def evaluate_checkpoint(
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
-    from leafe_recipe.tiny import resolve_model
+    from leafe_recipe import models
 
-    path = resolve_model(str(model_path)) if policy is None else str(model_path)
+    path = models.resolve(str(model_path)) if policy is None else str(model_path)
     lm: Any = model
     if model == "leafe-agent":
         args = {"pretrained": path, "backend": backend, "seed": seed, **(model_args or {})}
@@ -762,30 +777,21 @@ def evaluate_checkpoint(
     roots = [g for name, g in loaded.get("groups", {}).items() if name not in children]
     roots += [t for name, t in loaded["tasks"].items() if name not in children]
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
-    # A policy that already sampled (the base model after LEAFE's exploration) draws what a fresh one
-    # would: its seeds count its calls, and the evaluation's cache key does not know how many it made.
-    used = getattr(policy, "calls", None)
-    if used is not None:
-        policy.calls = 0
-    try:
-        results = lm_eval.simple_evaluate(
-            model=lm,
-            model_args=args,
-            tasks=roots,
-            limit=limit,
-            gen_kwargs=gen_kwargs,
-            task_manager=manager,
-            log_samples=log_samples,
-            evaluation_tracker=tracker,
-            apply_chat_template=model != "leafe-agent",
-            confirm_run_unsafe_code=True,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-        )
-    finally:
-        if used is not None:
-            policy.calls += used  # later calls draw fresh seeds
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        model_args=args,
+        tasks=roots,
+        limit=limit,
+        gen_kwargs=gen_kwargs,
+        task_manager=manager,
+        log_samples=log_samples,
+        evaluation_tracker=tracker,
+        apply_chat_template=model != "leafe-agent",
+        confirm_run_unsafe_code=True,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+    )
     samples = results.pop("samples", None) if results else None
     written = None
     if tracker is not None and results is not None:

@@ -6,8 +6,8 @@ built (docs/micro_model.md has the build the study used, and the builds before i
 No model hub is reachable from this project's machines, so the project makes the model
 itself, from a seed, through its own stack:
 
-1. data from the Sokoban solver, on train rooms beyond any study's (train seeds from
-   ROOM_OFFSET): per room, an episode of a noisy solver (the optimal move with probability
+1. data from the Sokoban solver, on rooms of the build split (disjoint by content from every
+   train, validation and test room: envs/sokoban.py's SHARES): per room, an episode of a noisy solver (the optimal move with probability
    `optimal_share`, else a random one), whose every step is a play example; reflections on
    it every K steps and at its end, answered in the reflection format with the first
    mistake as the rollback step (with probability `reflection_label_share`, else a random
@@ -22,19 +22,17 @@ itself, from a seed, through its own stack:
    environment's fixed phrases become few tokens, with every room row one token;
 3. a randomly initialised Qwen3 trained on the examples by the OpenRLHF SFT launch every
    method uses (leafe_recipe.train);
-4. its abilities measured on held-out rooms (`measure`) and printed: Pass@k beside a random
+4. its abilities measured on validation rooms it never saw (`measure`) and printed: Pass@k beside a random
    walker, success from a failed attempt's first mistake with and without a correct hint,
    and where its reflections roll back compared with a uniformly random step.
 
 Its reflection is taught from solver labels: a stand-in for an instruct LLM's judgement,
-not a model's own insight. Cached under LEAFE_CACHE, keyed by everything it is built from
-(this file, the prompts, the environment, the trainer launch, MicroConfig and the versions
-of torch, transformers and openrlhf).
+not a model's own insight. Cached under LEAFE_CACHE, keyed by what it learned from: its
+generated examples, MicroConfig, the room settings and the library versions (models.build_key).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -47,10 +45,7 @@ from typing import Any
 from leafe_recipe.envs.base import Task, get_family
 from leafe_recipe.envs.sokoban import ACTIONS, RENDER, fatal_step, first_mistake, grid_after, hint, optimal_moves, parse_action, sokoban_tasks
 from leafe_recipe.prompts import Message, build_messages, build_reflection
-from leafe_recipe.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, cache_dir
-
-ROOM_OFFSET = 500_000  # train seeds the micro model learns from: beyond any study's train rooms (train-0, train-1, ...)
-_SOURCES = ("micro.py", "tiny.py", "prompts.py", "train.py", "envs/base.py", "envs/sokoban.py")
+from leafe_recipe.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
 
 
 @dataclass(frozen=True)
@@ -92,19 +87,19 @@ def sokoban_settings() -> dict[str, Any]:
             "max_new_tokens": env["max_new_tokens"]}  # fmt: skip
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+def build_rooms(config: MicroConfig) -> list[Task]:
+    """The rooms it learns from: the build split (never a train, validation or test room)."""
+    return sokoban_tasks("build", config.rooms, **sokoban_settings()["tasks"])
 
-    return {p: version(p) for p in ("torch", "transformers", "openrlhf", "tokenizers")}
 
+def manifest(config: MicroConfig = MicroConfig()):
+    """What the micro model learns from and the prompt protocol it is built for (leafe_recipe/manifest.py),
+    without building it: runs that start from it use that protocol."""
+    from leafe_recipe.manifest import Manifest, learned
 
-def build_key(config: MicroConfig) -> str:
-    package = Path(__file__).resolve().parent
-    settings = {"config": asdict(config), "sokoban": sokoban_settings(), "versions": _versions()}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name in _SOURCES:
-        digest.update(name.encode() + b"\0" + (package / name).read_bytes())
-    return digest.hexdigest()[:12]
+    s = sokoban_settings()
+    prompt = {"history_window": s["history_window"], "max_new_tokens": s["max_new_tokens"], "env": "sokoban"}
+    return Manifest(prompt=prompt, learned_from=learned(get_family("sokoban"), build_rooms(config), "micro build"), lineage=["micro build"])
 
 
 # --------------------------------------------------------------------------- #
@@ -161,7 +156,7 @@ def _reflection_answer(task: Task, actions: list[str], finished: bool, rng: rand
 def make_examples(config: MicroConfig) -> list[tuple[list[Message], str]]:
     """(prompt messages, answer) pairs: play, hinted branches and reflections (module docstring)."""
     rng = random.Random(config.seed)
-    tasks = sokoban_tasks("train", config.rooms, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)
+    tasks = build_rooms(config)
     system, window = get_family("sokoban").system_prompt, sokoban_settings()["history_window"]
     examples: list[tuple[list[Message], str]] = []
     for task in tasks:
@@ -243,22 +238,33 @@ def room_rows(width: int) -> list[str]:
     return ["#" * width + "\n"] + ["#" + "".join(cells) + "#\n" for cells in product(symbols, repeat=width - 2)]
 
 
-def build_micro_model(directory: Path | None = None, config: MicroConfig = MicroConfig(), measure_it: bool = True) -> Path:
+def build(directory: Path | None = None, config: MicroConfig = MicroConfig(), measure_it: bool = True) -> Path:
     """Build (once) and return the micro model's directory; prints what it can do."""
-    version = build_key(config)
-    target = Path(directory) if directory else cache_dir() / f"micro-qwen3-{version}"
+    from leafe_recipe import cache_dir
+    from leafe_recipe.models import build_key, known_key
+
+    start = time.monotonic()
+    settings = {"config": asdict(config), "sokoban": sokoban_settings()}
+    here = Path(__file__).resolve().parent
+    version, record = known_key("micro", settings, [here / "micro.py", here / "prompts.py", here / "envs" / "sokoban.py"])
+    place = lambda key: Path(directory) if directory else cache_dir() / f"micro-qwen3-{key}"  # noqa: E731
+    if version is not None and (place(version) / "config.json").exists():
+        return place(version)
+    examples = make_examples(config)
+    version = build_key(examples, settings)
+    record(version)
+    target = place(version)
     if (target / "config.json").exists():
         return target
     import jinja2
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
+    from leafe_recipe.manifest import write
     from leafe_recipe.records import write_jsonl
     from leafe_recipe.train import SFTConfig, train
 
-    start = time.monotonic()
     print(f"[micro] building the micro model into {target} (minutes on 2 cores, once)", flush=True)
-    examples = make_examples(config)
     rng = random.Random(config.seed)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".micro-", dir=target.parent))
@@ -304,6 +310,9 @@ def build_micro_model(directory: Path | None = None, config: MicroConfig = Micro
     if measure_it:
         report["abilities"] = measure(str(trained))
     (trained / "micro_build.json").write_text(json.dumps(report, indent=2))
+    made = manifest(config)
+    made.identity = version
+    write(trained, made)
     try:
         trained.rename(target)  # atomic: a concurrent builder either wins or finds it done
     except OSError:
@@ -319,7 +328,8 @@ def build_micro_model(directory: Path | None = None, config: MicroConfig = Micro
 
 
 def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 8, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
-    """The micro model's three abilities on held-out rooms (the Sokoban test split), printed:
+    """The micro model's three abilities on rooms it never saw (the Sokoban validation split: build
+    choices are made on these, never on test), printed:
 
     - play: Pass@k over `samples` episodes per room, beside a uniformly random walker's success;
     - following a hint: from each room's first failed episode, rolled back to its first
@@ -345,7 +355,7 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
     kwargs, window = {"max_steps": settings["max_steps"]}, settings["history_window"]
     policy = HFPolicy(model)
     act = Sampling(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=settings["max_new_tokens"], stop=(), seed=seed)
-    tasks = family.tasks("test", rooms, **settings["tasks"])
+    tasks = family.tasks("validation", rooms, **settings["tasks"])
     start = time.monotonic()
     episodes = list(run_episodes([(t, s) for t in tasks for s in range(samples)], family, kwargs, policy, act, window))
     by_task: dict[str, list] = {}
@@ -385,8 +395,9 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
                    "hinted_move_with_hint": float(np.mean(took[True])), "hinted_move_without_hint": float(np.mean(took[False]))}  # fmt: skip
 
     reflect_on = [ep for eps in failed for ep in eps[:2]]
+    reflect = Sampling(temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=64, stop=(), seed=seed)
     texts = policy.generate([build_reflection(ep.observations, ep.actions, finished=True) for ep in reflect_on],
-                            Sampling(temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=64, stop=(), seed=seed))  # fmt: skip
+                            [reflect.for_request("reflect", ep.task.id, ep.sample) for ep in reflect_on])  # fmt: skip
     parsed, graded, first = 0, [], []
     for ep, out in zip(reflect_on, texts):
         r = parse_reflection(out.text, len(ep.actions))
@@ -439,7 +450,7 @@ def report_lines(m: dict[str, Any]) -> str:
               f"{100 * f['difference']:+.1f} points [{100 * f['ci95'][0]:+.1f}, {100 * f['ci95'][1]:+.1f}] (95% CI, paired over attempts)")  # fmt: skip
     passk = ", ".join(f"Pass@{k} {100 * v:.1f}" for k, v in m["pass_at_k"].items())
     return "\n".join([
-        f"[micro] play ({m['rooms']} held-out rooms x {m['samples']} samples): {passk} (uniformly random moves: Pass@1 {pct(m['random_walker'])})",
+        f"[micro] play ({m['rooms']} validation rooms x {m['samples']} samples): {passk} (uniformly random moves: Pass@1 {pct(m['random_walker'])})",
         f"[micro] follows a hint: from {f['branch_points']} failed attempts' first mistake, success {pct(f['with_hint'])} with the "
         f"correct hint vs {pct(f['without_hint'])} without: {effect}; the hinted move taken at the hinted step "
         f"{pct(f['hinted_move_with_hint'])} with the hint vs {pct(f['hinted_move_without_hint'])} without",
@@ -451,5 +462,5 @@ def report_lines(m: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     # python -m leafe_recipe.micro: build (once) and print what the micro model can do
-    path = build_micro_model()
+    path = build()
     print(report_lines(json.loads((path / "micro_build.json").read_text())["abilities"]))

@@ -16,28 +16,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 Message = dict[str, str]  # an OpenAI-style chat message: {"role": ..., "content": ...}
 
 EXPERIENCE_HEADER = "Experience from an earlier attempt at this task"
-
-# Beside a trained checkpoint's config.json: the prompt settings it was trained with, which
-# `leafe-agent` and the `leafe` app use to evaluate it unless the user overrides them.
-PROMPT_SETTINGS = "leafe_prompt.json"
-
-
-def write_prompt_settings(checkpoint: str | Path, history_window: int | None, env: str) -> None:
-    Path(checkpoint, PROMPT_SETTINGS).write_text(json.dumps({"history_window": history_window, "env": env}, indent=2))
-
-
-def read_prompt_settings(model: str) -> dict[str, Any] | None:
-    """The prompt settings a checkpoint directory was trained with; None for a hub id or a
-    directory without them (a model this project did not train)."""
-    path = Path(model, PROMPT_SETTINGS)
-    return json.loads(path.read_text()) if path.is_file() else None
-
 
 def build_messages(
     system: str,

@@ -73,25 +73,6 @@ def key_hash(key: Any) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# Files of a model directory that do not change what it computes.
-_NOT_THE_MODEL = {"train.log", ".complete", ".complete.json"}
-
-
-def model_identity(name_or_path: str) -> dict[str, str]:
-    """What a stage's key says about a model: a hub id as given; a local directory by its
-    path and a hash of its files' names, sizes and modification times (reading the
-    weights of a large model to hash them would take minutes)."""
-    path = Path(name_or_path)
-    if not path.is_dir():
-        return {"hub_id": name_or_path}
-    files = sorted(
-        (f.relative_to(path).as_posix(), f.stat().st_size, f.stat().st_mtime_ns)
-        for f in path.rglob("*")
-        if f.is_file() and f.name not in _NOT_THE_MODEL
-    )
-    return {"path": str(path.resolve()), "files": key_hash(files)}
-
-
 def key_file(output: Path) -> Path:
     return output.with_name(output.name + ".key.json")
 

@@ -96,7 +96,10 @@ def run_episodes(
 ) -> Iterator[Episode]:
     """Play every (task, sample) or Start in `starts`; yield each episode when it ends.
     Environments come from `pool` (by default one of this call, closed when it ends). A
-    Start's prefix is replayed on the environment and is part of the episode's actions."""
+    Start's prefix is replayed on the environment and is part of the episode's actions. Every
+    action is drawn with the request seed of (`sampling.seed`, task, sample, step), so an
+    episode is the same whichever episodes run beside it (the (task, sample) pairs must be
+    distinct)."""
     own = pool is None
     pool = EnvPool(family, env_kwargs) if own else pool
     pending = iter(starts)
@@ -111,7 +114,8 @@ def run_episodes(
             if not live:
                 return
             prompts = [build_messages(family.system_prompt, ep.observations, ep.actions, history_window, ep.experience) for ep in live]
-            completions = policy.generate(prompts, sampling)
+            requests = [sampling.for_request("episode", ep.task.env, ep.task.id, ep.sample, len(ep.actions)) for ep in live]
+            completions = policy.generate(prompts, requests)
             steps = step_envs([ep.env for ep in live], [c.text for c in completions], env_workers)
             still: list[Episode] = []
             for ep, out, step in zip(live, completions, steps, strict=True):

@@ -23,18 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from leafe_recipe import tracking
+from leafe_recipe.context import RunContext
 from leafe_recipe.envs.base import Env, EnvFamily, Task
 from leafe_recipe.envs.pool import EnvPool
-from leafe_recipe.evaluate import plain, policy_loader, sampling_from
 from leafe_recipe.leafe import grow_trees
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages, refinement_experience
-from leafe_recipe.records import JsonlWriter, claim, model_identity, read_jsonl, write_jsonl
+from leafe_recipe.records import JsonlWriter, claim, read_jsonl, write_jsonl
 from leafe_recipe.rollout import in_threads, step_envs, task_key
-from leafe_recipe.tiny import resolve_model
 from leafe_recipe.train import NEW_FOLDER
 
 STRATEGIES = ("independent", "refinement", "tree")
@@ -90,7 +87,7 @@ def sequential(
             for s, first in zip(fresh, in_threads(lambda s: s.env.reset(s.task), fresh, env_workers)):
                 s.observations = [first]
             prompts = [build_messages(family.system_prompt, s.observations, s.actions, history_window, s.experience) for s in live]
-            completions = policy.generate(prompts, sampling)
+            completions = policy.generate(prompts, [sampling.for_request("search", s.task.env, s.task.id, s.spent) for s in live])
             steps = step_envs([s.env for s in live], [c.text for c in completions], env_workers)
             still = []
             for s, out, step in zip(live, completions, steps, strict=True):
@@ -130,34 +127,29 @@ def tree_attempts(trees: Path, budget: int) -> list[dict[str, Any]]:
     return out
 
 
-def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
-    m = cfg.method
+def run(ctx: RunContext) -> dict[str, Any]:
+    m = ctx.cfg.method
     unknown = [s for s in m.strategies if s not in STRATEGIES]
     if unknown or not m.strategies:
         raise SearchError(f"method.strategies={list(m.strategies)}: choose from {', '.join(STRATEGIES)}")
-    init = resolve_model(m.init or cfg.model)
-    load = policy_loader(cfg, init)
+    load = ctx.loader()
     budget = m.explore.budget
-    tasks = family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks))
+    tasks = ctx.tasks("train")
     files = {}
     for strategy in m.strategies:
-        path = run_dir / f"search_{strategy}.jsonl"
+        path = ctx.run_dir / f"search_{strategy}.jsonl"
         if strategy == "tree":
-            trees = run_dir / "trees.jsonl"
-            grow_trees(cfg, family, init, load, trees)
+            trees = ctx.run_dir / "trees.jsonl"
+            grow_trees(ctx, load, trees)
             write_jsonl(path, tree_attempts(trees, budget))
         else:
-            key = {"stage": f"search_{strategy}", "init": model_identity(init), "env": cfg.env.name,
-                   "tasks": plain(cfg.env.tasks), "kwargs": plain(cfg.env.kwargs), "sampling": plain(cfg.sampling),
-                   "budget": budget, "history_window": cfg.env.history_window, "seed": cfg.seed}  # fmt: skip
-            claim(path, key, NEW_FOLDER)
-            sequential(tasks, family, plain(cfg.env.kwargs), load(), sampling_from(cfg.sampling, cfg.seed), budget,
-                       strategy == "refinement", path, cfg.env.history_window, cfg.max_concurrent, cfg.env.env_workers)  # fmt: skip
+            claim(path, ctx.key(f"search_{strategy}", budget=budget), NEW_FOLDER)
+            sequential(tasks, ctx.family, ctx.env_kwargs, load(), ctx.sampling(), budget, strategy == "refinement", path,
+                       ctx.prompt.history_window, ctx.cfg.max_concurrent, ctx.cfg.env.env_workers)  # fmt: skip
         records = list(read_jsonl(path))
         solved = sum(any(a["success"] for a in r["attempts"]) for r in records)
         print(f"[search {strategy}] {solved} of {len(records)} train tasks solved within {budget} steps", flush=True)
         tracking.log(f"search/{strategy}", {"tasks": len(records), "solved": solved})
         files[strategy] = path.name
-    search = {"budget": budget, "tasks": len(tasks), "files": files, "model": cfg.model, "env": cfg.env.name, "seed": cfg.seed}
+    search = {"budget": budget, "tasks": len(tasks), "files": files, "model": ctx.cfg.model, "env": ctx.cfg.env.name, "seed": ctx.seed}
     return {"runs": {}, "search": search}
-

@@ -14,53 +14,40 @@ exploration needs to find successful branches.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
 import shutil
 import tempfile
 from pathlib import Path
 
-TINY = "tiny"  # the model name that resolves to this builder
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+ROOMS = 8  # Sokoban rooms of the build split whose random-walk episodes teach the formats
+SETTINGS = {"hidden_size": 64, "layers": 2, "heads": 4, "kv_heads": 2, "sliding_window": 128, "steps": 300, "context": 160,
+            "batch": 16, "learning_rate": 3e-3, "seed": 0}  # fmt: skip
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("LEAFE_CACHE", Path.home() / ".cache" / "leafe-recipe"))
+def manifest():
+    """What the tiny model learns from: the build split's rooms (leafe_recipe/manifest.py)."""
+    from leafe_recipe.envs.base import get_family
+    from leafe_recipe.manifest import Manifest, learned
+
+    sokoban = get_family("sokoban")
+    return Manifest(prompt=None, learned_from=learned(sokoban, sokoban.tasks("build", ROOMS), "tiny build"), lineage=["tiny build"])
 
 
-def resolve_model(name_or_path: str) -> str:
-    """`tiny` / `micro` -> the locally built tiny / micro model's directory (micro.py); anything
-    else is a hub id or a local directory, passed through to `from_pretrained` unchanged."""
-    if name_or_path == TINY:
-        return str(build_tiny_model())
-    if name_or_path == "micro":
-        from leafe_recipe.micro import build_micro_model
+def build(directory: Path | None = None) -> Path:
+    """Build (once) and return the tiny model directory, keyed by its examples and settings
+    (models.build_key); safe under concurrent callers."""
+    from leafe_recipe import cache_dir
+    from leafe_recipe.manifest import write
+    from leafe_recipe.models import build_key
 
-        return str(build_micro_model())
-    return name_or_path
-
-
-# Everything the tiny model is built from: this builder, the prompts and the environment
-# whose episodes teach it the formats. Editing any of them rebuilds it.
-_SOURCES = ("tiny.py", "prompts.py", "envs/base.py", "envs/sokoban.py")
-
-
-def source_hash(package_dir: Path = Path(__file__).resolve().parent) -> str:
-    digest = hashlib.sha256()
-    for name in _SOURCES:
-        digest.update(name.encode() + b"\0" + (package_dir / name).read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
-    """Build (once) and return the tiny model directory; safe under concurrent callers."""
-    version = source_hash()
-    target = Path(directory) if directory else cache_dir() / f"tiny-qwen2-{version}"
+    examples = _format_examples(random.Random(SETTINGS["seed"]))
+    key = build_key(examples, SETTINGS)
+    target = Path(directory) if directory else cache_dir() / f"tiny-qwen2-{key}"
     if (target / "config.json").exists():
         return target
     import torch
@@ -83,32 +70,35 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
     )
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=SETTINGS["hidden_size"],
+        intermediate_size=2 * SETTINGS["hidden_size"],
+        num_hidden_layers=SETTINGS["layers"],
+        num_attention_heads=SETTINGS["heads"],
+        num_key_value_heads=SETTINGS["kv_heads"],
         max_position_embeddings=32768,
         # Every layer attends to the last 128 tokens only, so a model taught on prompt
         # tails sees the same attention span on full-length prompts.
         use_sliding_window=True,
-        sliding_window=128,
+        sliding_window=SETTINGS["sliding_window"],
         max_window_layers=0,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(SETTINGS["seed"])
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    teach_formats(model, tokenizer, seed)
+    teach_formats(model, tokenizer, examples)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    made = manifest()
+    made.identity = key
+    write(staging, made)
     try:
         staging.rename(target)  # atomic: a concurrent builder either wins or finds it done
     except OSError:
@@ -116,16 +106,17 @@ def build_tiny_model(directory: Path | None = None, seed: int = 0) -> Path:
     return target
 
 
-def _format_examples(rng: random.Random, n: int) -> list[tuple[str, str]]:
-    """(chat prompt, answer) pairs from random-walk Sokoban episodes: actions (half of them
-    with an experience "move D." in the prompt, answered by moving D) and reflections."""
+def _format_examples(rng: random.Random) -> list[tuple[list, str]]:
+    """(chat messages, answer) pairs from random-walk Sokoban episodes on the build split's rooms:
+    actions (half of them with an experience "move D." in the prompt, answered by moving D) and
+    reflections."""
     from leafe_recipe.envs.base import get_family
     from leafe_recipe.prompts import build_messages, build_reflection
 
     sokoban = get_family("sokoban")
     directions = ("up", "down", "left", "right")
     examples = []
-    for task in sokoban.tasks("train", n // 8):
+    for task in sokoban.tasks("build", ROOMS):
         env = sokoban.make(max_steps=12)
         observations, actions = [env.reset(task)], []
         for _ in range(8):
@@ -145,18 +136,19 @@ def _format_examples(rng: random.Random, n: int) -> list[tuple[str, str]]:
     return examples
 
 
-def teach_formats(model, tokenizer, seed: int, steps: int = 300, context: int = 160, batch: int = 16) -> None:
+def teach_formats(model, tokenizer, examples: list[tuple[list, str]]) -> None:
     """A few hundred AdamW steps on (last `context` prompt tokens, answer) pairs; the loss
     covers the answer only. Attention is relative (RoPE) and limited to a sliding window
     shorter than `context`, so what is learnt on the tail of a prompt holds at the end
     of a full-length one."""
     import torch
 
-    rng = random.Random(seed)
+    rng = random.Random(SETTINGS["seed"])
+    steps, context, batch = SETTINGS["steps"], SETTINGS["context"], SETTINGS["batch"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two threads on a busy 2-core machine run this ten times slower
     rows = []
-    for messages, answer in _format_examples(rng, 64):
+    for messages, answer in examples:
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"][-context:]
         a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -164,7 +156,7 @@ def teach_formats(model, tokenizer, seed: int, steps: int = 300, context: int = 
     width = max(len(ids) for ids, _ in rows)
     ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r, _ in rows])
     labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=SETTINGS["learning_rate"])
     model.train()
     for _ in range(steps):
         pick = torch.tensor([rng.randrange(len(rows)) for _ in range(batch)])
@@ -177,4 +169,4 @@ def teach_formats(model, tokenizer, seed: int, steps: int = 300, context: int = 
 
 
 if __name__ == "__main__":
-    print(build_tiny_model())
+    print(build())

@@ -25,11 +25,12 @@ import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from leafe_recipe import tracking
-from leafe_recipe.prompts import write_prompt_settings
-from leafe_recipe.records import claim, model_identity, write_json
+from leafe_recipe.manifest import Manifest, write
+from leafe_recipe.models import identity
+from leafe_recipe.records import claim, write_json
 
 CPU_SHIM = Path(__file__).resolve().parent / "cpu_shim"  # holds the flash_attn stand-in
 LOG_NAME = "train.log"
@@ -248,33 +249,44 @@ COMPLETE = ".complete.json"  # inside a checkpoint: its training finished (holds
 NEW_FOLDER = "Use a new run folder (drop hydra.run.dir), or delete that output to make it again."
 
 
-def train_checkpoint(cfg: SFTConfig, history_window: int | None, env: str, **key_extra: Any) -> Path:
+def gradient_steps(cfg: SFTConfig, examples: int, world_size: int) -> int:
+    """Optimizer steps OpenRLHF's train_sft takes (cli/train_sft.py: micro batches per rank, the
+    last incomplete one dropped, over the gradient-accumulation window, times the epochs)."""
+    accumulation = max(1, cfg.train_batch_size // (cfg.micro_train_batch_size * world_size))
+    return (examples // world_size // cfg.micro_train_batch_size) * cfg.epochs // accumulation
+
+
+def train_checkpoint(cfg: SFTConfig, prompt: dict[str, Any], manifest: Callable[[dict[str, Any]], Manifest], **key_extra: Any) -> tuple[Path, dict[str, int]]:
     """Train `cfg.output_dir` once, keyed by what it is trained from (the start model, the data by
-    content, every SFT setting, the prompt window, and `key_extra`): a rerun reuses a finished
+    content, every SFT setting, the prompt protocol, and `key_extra`): a rerun reuses a finished
     checkpoint made with the same key and stops (records.StageMismatch) for another. The
-    checkpoint gets the prompt settings it was trained with (prompts.PROMPT_SETTINGS)."""
+    checkpoint gets its manifest (`manifest(key)`: what it learned from and its prompt protocol).
+    Returns the checkpoint and its budget: training examples per epoch, epochs, gradient steps."""
     checkpoint = Path(cfg.output_dir)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("model", "datasets", "dataset_probs", "output_dir")}
     key = {
         "stage": "train",
-        "init": model_identity(cfg.model),
+        "init": identity(cfg.model),
         "data": {Path(d).name: hashlib.sha256(Path(d).read_bytes()).hexdigest()[:16] for d in cfg.datasets},
         "dataset_probs": cfg.dataset_probs,
         "sft": settings,
-        "history_window": history_window,
+        "prompt": prompt,
         **key_extra,
     }
     claim(checkpoint, key, NEW_FOLDER)
     if (checkpoint / COMPLETE).exists():
         print(f"[train] {checkpoint} already trained", flush=True)
-        return checkpoint
+        return checkpoint, json.loads((checkpoint / COMPLETE).read_text())["budget"]
     start = time.monotonic()
-    n = check_batch(cfg, max(1, _visible_gpus()))
+    world = max(1, _visible_gpus())
+    n = check_batch(cfg, world)
     train(cfg, check=False)
-    write_prompt_settings(checkpoint, history_window, env)
-    write_json(checkpoint / COMPLETE, key)
-    print(f"[train] {n} examples x {cfg.epochs} epochs -> {checkpoint} ({time.monotonic() - start:.0f} s; log: {checkpoint / LOG_NAME})", flush=True)
-    return checkpoint
+    budget = {"train_examples": n, "epochs": cfg.epochs, "gradient_steps": gradient_steps(cfg, n, world)}
+    write(checkpoint, manifest(key))
+    write_json(checkpoint / COMPLETE, {**key, "budget": budget})
+    print(f"[train] {n} examples x {cfg.epochs} epochs, {budget['gradient_steps']} gradient steps -> {checkpoint} "
+          f"({time.monotonic() - start:.0f} s; log: {checkpoint / LOG_NAME})", flush=True)  # fmt: skip
+    return checkpoint, budget
 
 
 def _visible_gpus() -> int:

@@ -22,5 +22,6 @@ def tasks(split, n, **kw):
     return [Task("choice", t.id, t.data) for t in SOKOBAN.tasks(split, n)]
 
 FAMILY = EnvFamily(ChoiceEnv, tasks, SOKOBAN.system_prompt, expert=lambda task: ["Action: up"],
-                   valid_actions=lambda obs: [f"Action: {m}" for m in ACTIONS], action_key=parse_action)
+                   valid_actions=lambda obs: [f"Action: {m}" for m in ACTIONS], action_key=parse_action,
+                   fingerprint=SOKOBAN.fingerprint)
 register("choice", FAMILY)

@@ -25,6 +25,6 @@ NEEDS_SANDBOXFUSION = needs_shared("code_contests/sandboxfusion_code_contests_sa
 @pytest.fixture(scope="session")
 def tiny_model() -> str:
     """The offline tiny model directory (built once per cache, see leafe_recipe/tiny.py)."""
-    from leafe_recipe.tiny import build_tiny_model
+    from leafe_recipe import tiny
 
-    return str(build_tiny_model())
+    return str(tiny.build())

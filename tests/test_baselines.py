@@ -12,7 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from choice import FAMILY as CHOICE
-from leafe_recipe.envs.base import expert_trajectory, get_family, replay
+from leafe_recipe.envs.base import get_family, replay
+from leafe_recipe.envs.pool import expert_trajectory
 from leafe_recipe.policy import Completion, Sampling
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import write_jsonl
@@ -286,7 +287,7 @@ def grpo_config(**overrides):
 def test_the_openrlhf_command_is_accepted_by_openrlhfs_own_parser(tmp_path):
     from baselines.grpo import openrlhf
 
-    g = {**OmegaConf.to_container(grpo_config().method, resolve=True), "passes": 2, "seed": 0}
+    g = {**OmegaConf.to_container(grpo_config().method, resolve=True), "passes": 2, "seed": 0, "temperature": 1.0}
     cmd = openrlhf.command(g, "/models/qwen", tmp_path, num_gpus=8, max_new_tokens=256)
     args = openrlhf.parser().parse_args(cmd[3:])
     assert cmd[1:3] == ["-m", "openrlhf.cli.train_ppo_ray"]

@@ -400,15 +400,15 @@ def test_codecontests_skips_problems_it_cannot_judge(tmp_path):
     ]
     path = tmp_path / "cc.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert [t.data["name"] for t in codecontests_tasks("valid", None, path=str(path))] == ["kept"]
-    tasks = codecontests_tasks("valid", None, path=str(path), python_only=False)
+    assert [t.data["name"] for t in codecontests_tasks("validation", None, path=str(path))] == ["kept"]
+    tasks = codecontests_tasks("validation", None, path=str(path), python_only=False)
     assert [(t.id, t.data["name"], t.data["reference"] is None) for t in tasks] == [
-        ("valid-0", "cpp-only", True),
-        ("valid-3", "kept", False),
+        ("validation-0", "cpp-only", True),
+        ("validation-3", "kept", False),
     ]
     path.write_text(json.dumps({"question": "?"}) + "\n")
     with pytest.raises(ValueError, match="unrecognised CodeContests record"):
-        codecontests_tasks("valid", None, path=str(path))
+        codecontests_tasks("validation", None, path=str(path))
 
 
 def test_codecontests_reads_parquet_and_folders(tmp_path):
@@ -422,7 +422,7 @@ def test_codecontests_reads_parquet_and_folders(tmp_path):
     tasks = codecontests_tasks("test", None, path=str(folder))
     assert [t.data["name"] for t in tasks] == [r["name"] for r in RECORDS[:3]]
     assert tasks[0].data == codecontests_tasks("test", 1, path=str(SMALL))[0].data
-    assert len(codecontests_tasks("valid", None, path=str(folder / "valid-*.parquet"))) == 2
+    assert len(codecontests_tasks("validation", None, path=str(folder / "valid-*.parquet"))) == 2
 
 
 # --- missing data sets --------------------------------------------------------------------

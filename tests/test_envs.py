@@ -3,8 +3,6 @@ ALFWorld (real games from ../shared/data/alfworld), WebShop (its parsing and ren
 in WebShop's format, and the environment end to end on a stand-in store: WebShop itself cannot
 be installed offline), the lazy registry, and replay determinism for every family."""
 
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED_DATA
-from leafe_recipe.envs.base import FAMILIES, EnvUnavailable, expert_trajectory, get_family, replay
+from leafe_recipe.envs.base import FAMILIES, EnvUnavailable, get_family, replay
+from leafe_recipe.envs.pool import expert_trajectory
 from leafe_recipe.envs.pool import EnvPool
 
 ALFWORLD_DATA = SHARED_DATA / "alfworld"
@@ -78,7 +77,7 @@ def test_the_scienceworld_canonicaliser_ignores_listing_order_and_readings_only(
 @pytest.mark.slow
 def test_scienceworld_splits_gold_path_and_replay_in_a_fresh_simulator():
     family = get_family("scienceworld")
-    assert [len(family.tasks(s, None)) for s in ("train", "dev", "test")] == [3592, 1796, 1819]
+    assert [len(family.tasks(s, None)) for s in ("train", "validation", "test")] == [3592, 1796, 1819]
     tasks = family.tasks("test", 30)
     assert len({t.data["task"] for t in tasks}) == 30  # round-robin: every task once
     task = next(t for t in tasks if t.data["task"] == "find-living-thing")
@@ -108,10 +107,13 @@ def test_alfworld_splits_and_task_types(alfworld_data):
     from leafe_recipe.envs.alfworld import TASK_TYPES
 
     family = get_family("alfworld")
-    test, train = family.tasks("test", None), family.tasks("train", None)
-    assert (len(test), len(train)) == (134, 140)  # offline: the seen games are the training pool
+    test, train, validation = (family.tasks(s, None) for s in ("test", "train", "validation"))
+    # offline: the 140 seen games are carved by content into train and validation (a fifth by fingerprint)
+    assert (len(test), len(train) + len(validation)) == (134, 140) and 20 <= len(validation) <= 40
     assert [t.data["group"] for t in test[:6]] == list(TASK_TYPES)  # round-robin over the six types
-    assert {t.data["split"] for t in train} == {"valid_seen"} and not {t.id for t in test} & {t.id for t in train}
+    assert {t.data["split"] for t in train + validation} == {"valid_seen"}
+    games = [{family.fingerprint(t)["game"] for t in split} for split in (test, train, validation)]
+    assert not games[0] & games[1] and not games[0] & games[2] and not games[1] & games[2]
 
 
 @needs("textworld")
@@ -182,7 +184,7 @@ def stand_in_store(monkeypatch):
 
 def test_webshop_episodes_on_a_stand_in_store(stand_in_store):
     family = get_family("webshop")
-    assert [t.id for t in family.tasks("test", 2)] == ["test-0", "test-1"] and len(family.tasks("dev", None)) == 1000
+    assert [t.id for t in family.tasks("test", 2)] == ["test-0", "test-1"] and len(family.tasks("validation", None)) == 1000
     task = family.tasks("test", 1)[0]
     env = family.make()
     first = env.reset(task)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import NEEDS_MBPP, SHARED_DATA
+from leafe_recipe.records import read_jsonl
 from leafe_recipe import TASKS_DIR
 from leafe_recipe.envs.base import Task, get_family, replay
 from leafe_recipe.envs.code import DatasetUnavailable, expert_action
@@ -498,11 +499,11 @@ def test_evaluate_checkpoint_on_tiny(tmp_path):
 def test_a_checkpoint_is_evaluated_with_the_window_it_was_trained_with(tmp_path, tiny_model):
     import shutil
 
-    from leafe_recipe.prompts import write_prompt_settings
+    from leafe_recipe.manifest import Manifest, write
 
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(tiny_model, checkpoint)
-    write_prompt_settings(checkpoint, 1, "sokoban")
+    write(checkpoint, Manifest(prompt={"history_window": 1, "max_new_tokens": 8, "env": "sokoban"}))
     variant(tmp_path / "v", "leafe_sokoban", "leafe_sokoban_n1", repeats=1)
     tm = manager(tmp_path / "v", sokoban={"n_test": 1, "kwargs": {"max_steps": 2}})
 
@@ -511,7 +512,7 @@ def test_a_checkpoint_is_evaluated_with_the_window_it_was_trained_with(tmp_path,
         record = json.loads(sample["filtered_resps"][0][0])
         return record["history_window"], record["history_window_source"]
 
-    assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint))) == (1, "checkpoint leafe_prompt.json")  # task says 2
+    assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint))) == (1, "checkpoint leafe_manifest.json")  # task says 2
     assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint), history_window="3")) == (3, "model_args")
     override = manager(tmp_path / "v", sokoban={"n_test": 1, "kwargs": {"max_steps": 2}, "history_window": None})
     assert window_used(plugin.LeafeAgent(pretrained=str(checkpoint)), override) == (None, "metadata")
@@ -520,16 +521,17 @@ def test_a_checkpoint_is_evaluated_with_the_window_it_was_trained_with(tmp_path,
 
 @pytest.mark.slow
 def test_a_policy_that_already_sampled_is_evaluated_as_a_fresh_one_would_be(tmp_path, tiny_model):
-    """The base model after LEAFE's exploration scores what the base cell scores: HFPolicy seeds
-    each call with seed + its call count, so the evaluation starts that count at 0."""
+    """The base model after LEAFE's exploration scores what the base cell scores: every sample is
+    seeded by its task and repeat index, never by what the policy drew before."""
     from leafe_recipe.policy import Sampling
     from leafe_recipe.policy.hf import HFPolicy
 
-    policy = HFPolicy(tiny_model)
-    policy.generate([[{"role": "user", "content": "hi"}]] * 3, Sampling(max_new_tokens=4))
-    seen, generate = [], policy.generate
-    policy.generate = lambda *a, **kw: (seen.append(policy.calls), generate(*a, **kw))[1]
-    plugin.evaluate_checkpoint(tiny_model, "leafe_sokoban", "leafe-agent", n_samples=2, limit=2, gen_kwargs={"max_gen_toks": 8},
-                               output_path=tmp_path, metadata={"sokoban": {"kwargs": {"max_steps": 2}}}, policy=policy)  # fmt: skip
-    assert seen == list(range(len(seen))) and seen  # 0, 1, ... as a fresh policy's
-    assert policy.calls == 1 + len(seen)  # and later calls go on past both
+    def episodes(policy, out):
+        result = plugin.evaluate_checkpoint(tiny_model, "leafe_sokoban", "leafe-agent", n_samples=3, limit=2, gen_kwargs={"max_gen_toks": 8},
+                                            output_path=out, metadata={"sokoban": {"kwargs": {"max_steps": 3}}}, policy=policy)  # fmt: skip
+        log = next(Path(result["output_path"]).glob("samples_leafe_sokoban_*.jsonl"))
+        return [[json.loads(e)["actions"] for e in r["filtered_resps"][0]] for r in read_jsonl(log)]
+
+    used = HFPolicy(tiny_model)
+    used.generate([[{"role": "user", "content": "hi"}]] * 3, Sampling(max_new_tokens=4))
+    assert episodes(used, tmp_path / "used") == episodes(HFPolicy(tiny_model), tmp_path / "fresh")

@@ -5,15 +5,14 @@ so the tests check what it is built from and run the measurement on the tiny mod
 import random
 import re
 from collections import Counter
-from dataclasses import replace
 
 import jinja2
 import pytest
 
 from leafe_recipe.envs.sokoban import ACTIONS, first_mistake, hint, optimal_moves, parse_action, sokoban_tasks
 from leafe_recipe.micro import (
-    ROOM_OFFSET, MicroConfig, _noisy_episode, _reflection_answer, build_key, make_examples, measure, report_lines,
-    room_rows, sokoban_settings, train_tokenizer,
+    MicroConfig, _noisy_episode, _reflection_answer, make_examples, measure, report_lines, room_rows, sokoban_settings,
+    train_tokenizer,
 )  # fmt: skip
 from leafe_recipe.prompts import parse_reflection
 from leafe_recipe.tiny import CHAT_TEMPLATE
@@ -52,7 +51,7 @@ def test_the_data_holds_play_reflections_and_hinted_branches(examples):
 
 
 def test_a_hinted_branch_opens_with_the_hinted_move():
-    task = sokoban_tasks("train", 1, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)[0]
+    task = sokoban_tasks("build", 1, **sokoban_settings()["tasks"])[0]
     wrong = next(a for a in ACTIONS if a not in optimal_moves(task.data["grid"]))
     right = sorted(optimal_moves(task.data["grid"]))[0]
     experience = hint(1, right, wrong)
@@ -79,7 +78,7 @@ def test_where_a_branch_opens_its_hint_names_every_move_but_the_mistake_and_is_f
 
 
 def test_a_reflection_names_the_first_mistake_when_labels_are_exact():
-    task = sokoban_tasks("train", 1, **sokoban_settings()["tasks"], offset=ROOM_OFFSET)[0]
+    task = sokoban_tasks("build", 1, **sokoban_settings()["tasks"])[0]
     grid = task.data["grid"]
     right = sorted(optimal_moves(grid))[0]
     wrong = next(a for a in ACTIONS if a not in optimal_moves(grid))
@@ -91,8 +90,10 @@ def test_a_reflection_names_the_first_mistake_when_labels_are_exact():
 
 
 def test_the_tokenizer_reads_rooms_row_by_row_and_prompts_are_prefixes(examples, tokenizer):
-    room = "#####\n#_P_#\n#√S_#\n#__O#\n#####\nLegend"
-    assert tokenizer.tokenize(room)[:5] == ["#####\n", "#_P_#\n", "#√S_#\n", "#__O#\n", "#####\n"]
+    from leafe_recipe.envs.sokoban import render
+
+    rows = [row + "\n" for row in render(sokoban_tasks("build", 1, **sokoban_settings()["tasks"])[0].data["grid"]).splitlines()[:-1]]
+    assert tokenizer.tokenize("".join(rows) + "Legend")[: len(rows)] == rows
     assert len(room_rows(5)) == 1 + 7**3  # the wall row and every 3-cell interior
     messages, answer = examples[0]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -119,11 +120,6 @@ def test_the_tokenizer_loads_back_as_itself_beside_a_qwen3_config(texts, tokeniz
     assert all(loaded(t)["input_ids"] == tokenizer(t)["input_ids"] for t in texts)
 
 
-def test_the_cache_key_follows_the_config():
-    assert build_key(SMALL) == build_key(replace(SMALL))
-    assert build_key(SMALL) != build_key(replace(SMALL, rooms=7))
-
-
 @pytest.mark.slow
 def test_measure_reports_the_three_abilities(tiny_model, capsys):
     m = measure(tiny_model, rooms=2, samples=2, hint_samples=1, resamples=50)
@@ -131,7 +127,7 @@ def test_measure_reports_the_three_abilities(tiny_model, capsys):
     assert 0 <= m["pass_at_k"]["1"] <= m["pass_at_k"]["2"] <= 1
     assert m["follow_hint"]["branch_points"] <= 2 and m["reflection"]["reflections"] <= 4
     lines = report_lines(m).splitlines()
-    assert [line.split(":")[0] for line in lines] == ["[micro] play (2 held-out rooms x 2 samples)", "[micro] follows a hint", "[micro] reflects"]
+    assert [line.split(":")[0] for line in lines] == ["[micro] play (2 validation rooms x 2 samples)", "[micro] follows a hint", "[micro] reflects"]
     assert "[micro] play" in capsys.readouterr().out
 
 

@@ -22,12 +22,27 @@ def test_each_conversation_can_carry_its_own_sampling(tiny_model):
     assert out[0] == out[2]  # greedy: the same prompt gives the same text
 
 
-def test_same_seed_same_samples(tiny_model):
-    s = Sampling(max_new_tokens=16, seed=3)
-    a = HFPolicy(tiny_model).generate([CONV] * 4, s)
-    b = HFPolicy(tiny_model).generate([CONV] * 4, s)
-    assert a == b
-    assert len({c.text for c in a}) > 1  # the samples of one prompt differ from each other
+def test_a_sample_depends_on_its_prompt_and_its_seed_only(tiny_model):
+    """Not on the batch it is drawn in, its place there, or what the policy drew before."""
+    from leafe_recipe.envs.base import get_family
+    from leafe_recipe.prompts import build_messages
+
+    sokoban = get_family("sokoban")
+    room = build_messages(sokoban.system_prompt, [sokoban.make(max_steps=12).reset(sokoban.tasks("test", 1)[0])], [])
+    policy = HFPolicy(tiny_model, max_batch_size=3)
+    requests = [Sampling(max_new_tokens=16, seed=seed) for seed in range(8)]
+    alone = [policy.generate([room], r)[0] for r in requests]
+    together = policy.generate([room, CONV] * 8, [r for r in requests for _ in range(2)])[0::2]
+    reversed_ = policy.generate([room] * 8, requests[::-1])[::-1]
+    assert alone == together == reversed_
+    assert len({c.text for c in alone}) > 1  # different seeds, different samples
+
+
+def test_request_seeds_follow_what_the_request_is():
+    s = Sampling(seed=7)
+    assert s.for_request("episode", "sokoban", "test-1", 0, 3) == s.for_request("episode", "sokoban", "test-1", 0, 3)
+    assert s.for_request("episode", "sokoban", "test-1", 0, 3).seed != s.for_request("episode", "sokoban", "test-1", 1, 3).seed
+    assert Sampling(seed=8).for_request("x").seed != s.for_request("x").seed
 
 
 def test_tokenizer_chat_template_and_byte_level_round_trip(tiny_model):

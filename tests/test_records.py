@@ -55,13 +55,22 @@ def test_a_stage_output_is_reused_only_with_the_settings_that_made_it(tmp_path):
         claim(out, key, "remove it")
 
 
-def test_a_model_directory_is_identified_by_its_files(tmp_path):
-    from leafe_recipe.records import model_identity
+def test_a_model_is_identified_by_content_not_by_where_it_lies(tmp_path):
+    import shutil
 
-    (tmp_path / "config.json").write_text("{}")
-    first = model_identity(str(tmp_path))
-    (tmp_path / "train.log").write_text("log lines do not change the model")
-    assert model_identity(str(tmp_path)) == first
-    (tmp_path / "model.safetensors").write_bytes(b"weights")
-    assert model_identity(str(tmp_path)) != first
-    assert model_identity("Qwen/Qwen2.5-7B-Instruct") == {"hub_id": "Qwen/Qwen2.5-7B-Instruct"}
+    from leafe_recipe.manifest import Manifest, write
+    from leafe_recipe.models import identity
+
+    model = tmp_path / "a" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    first = identity(str(model))
+    (model / "train.log").write_text("log lines do not change the model")
+    assert identity(str(model)) == first and str(tmp_path) not in str(first)
+    (model / "model.safetensors").write_bytes(b"weights")
+    assert identity(str(model)) != first
+    assert identity("Qwen/Qwen2.5-7B-Instruct") == {"hub_id": "Qwen/Qwen2.5-7B-Instruct"}
+    write(model, Manifest(prompt=None, identity="trained-by-key-123"))  # a checkpoint of this project: by its stage key
+    moved = tmp_path / "b" / "model"
+    shutil.copytree(model, moved)
+    assert identity(str(model)) == identity(str(moved)) == {"identity": "trained-by-key-123"}

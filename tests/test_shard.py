@@ -1,20 +1,16 @@
 """shard=i/N: N machines split stage 1 and evaluation; merged, the shards are the unsharded run."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-
-from leafe_recipe import CONF_DIR
-from leafe_recipe.envs.base import get_family
 from leafe_recipe.envs.sokoban import solve
 from leafe_recipe.leafe import grow_trees
 from leafe_recipe.policy import Completion
 from leafe_recipe.records import read_jsonl
 from leafe_recipe.shard import ShardError, main, merge_samples, merge_trees, parse, take
+from helpers import context
 from scripted import Scripted, grid_of
 
 
@@ -28,9 +24,8 @@ def test_a_shard_is_every_nth_task_from_the_ith():
             parse(bad)
 
 
-def config(*overrides: str):
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=["method=leafe", "experiment=smoke", "env.n_train=5", *overrides])
+def ctx(folder: Path, *overrides: str):
+    return context(folder, "method=leafe", "experiment=smoke", "env.n_train=5", *overrides)
 
 
 def by_task(path: Path) -> dict[str, dict]:
@@ -38,23 +33,22 @@ def by_task(path: Path) -> dict[str, dict]:
 
 
 def test_stage_1_shards_merge_into_the_unsharded_trees_record_for_record(tiny_model, tmp_path):
-    family = get_family("sokoban")
     whole = tmp_path / "whole" / "trees.jsonl"
-    grow_trees(config(), family, tiny_model, Scripted, whole)
+    grow_trees(ctx(whole.parent), Scripted, whole)
     shards = []
     for i in range(3):
         shards.append(tmp_path / f"shard{i}")
-        grow_trees(config(f"shard={i}/3"), family, tiny_model, Scripted, shards[-1] / "trees.jsonl")
+        grow_trees(ctx(shards[-1], f"shard={i}/3"), Scripted, shards[-1] / "trees.jsonl")
     assert [len(by_task(s / "trees.jsonl")) for s in shards] == [2, 2, 1]
     merged = merge_trees(tmp_path / "merged", shards)
     assert by_task(merged) == by_task(whole) and len(by_task(whole)) == 5
     # the merged folder carries the shards' key: the unsharded run resumes from it, exploring nothing
     calls = []
-    grow_trees(config(), family, tiny_model, lambda: calls.append(1), merged)
+    grow_trees(ctx(merged.parent), lambda: calls.append(1), merged)
     assert calls == []
     with pytest.raises(ShardError, match="the shards overlap"):
         merge_trees(tmp_path / "twice", [shards[0], shards[0]])
-    grow_trees(config("budget=20", "shard=0/3"), family, tiny_model, Scripted, tmp_path / "other" / "trees.jsonl")
+    grow_trees(ctx(tmp_path / "other", "budget=20", "shard=0/3"), Scripted, tmp_path / "other" / "trees.jsonl")
     with pytest.raises(ShardError, match="explored with other settings"):
         merge_trees(tmp_path / "mixed", [shards[0], tmp_path / "other"])
 

@@ -5,13 +5,17 @@ import pytest
 from leafe_recipe.envs.base import ReplayDivergence, Task, get_family, replay
 from leafe_recipe.envs.sokoban import (
     LEGEND,
+    RoomSpaceTooSmall,
     SokobanEnv,
     fatal_step,
     generate_room,
     parse_action,
     render,
+    room_fingerprint,
+    share_of,
     solve,
     sokoban_tasks,
+    symmetries,
 )
 
 # Hand-made rooms with their optimal plan lengths (None: unsolvable).
@@ -68,17 +72,30 @@ def test_same_seed_same_room_and_min_solution_len_is_honoured():
     assert len(solve(generate_room(3, dim=(7, 7), min_solution_len=8))) >= 8
 
 
-def test_tasks_are_deterministic_and_splits_are_disjoint():
-    train, test = sokoban_tasks("train", 20), sokoban_tasks("test", 20)
-    assert train == sokoban_tasks("train", 20)
-    assert [t.id for t in train[:2]] == ["train-0", "train-1"]
-    assert [t.data["seed"] for t in test[:2]] == [1_000_000, 1_000_001]
-    assert not {t.data["seed"] for t in train} & {t.data["seed"] for t in test}
-    assert sokoban_tasks("train", 2, dim=[6, 6]) == train[:2]  # Hydra passes lists
+def test_a_room_is_the_same_problem_under_the_squares_symmetries():
+    room = generate_room(5)
+    prints = {room_fingerprint(rows) for rows in symmetries(room)}
+    assert len(symmetries(room)) == 8 and prints == {room_fingerprint(room)}
+
+
+def test_splits_are_deterministic_distinct_and_disjoint_by_content_not_only_by_seed(caplog):
+    splits = {s: sokoban_tasks(s, 30) for s in ("train", "validation", "test", "build")}
+    assert splits["train"] == sokoban_tasks("train", 30) and sokoban_tasks("train", 2, dim=[6, 6]) == splits["train"][:2]
+    prints = {s: [room_fingerprint(t.data["grid"]) for t in tasks] for s, tasks in splits.items()}
+    assert all(len(set(p)) == 30 for p in prints.values())  # no room twice in a split, up to symmetry
+    assert all(not set(prints[a]) & set(prints[b]) for a in prints for b in prints if a < b)
+    assert [t.data["seed"] for t in splits["test"][:1]] >= [1_000_000] and splits["test"][0].id.startswith("test-")
+    assert all(share_of(p) == s for s, ps in prints.items() for p in ps)
+
+
+def test_a_room_space_too_small_for_the_request_is_refused_with_the_numbers():
+    """5x5 rooms with one box (the old micro study's setting) are 8 rooms up to symmetry."""
+    with pytest.raises(RoomSpaceTooSmall, match=r"5x5, 1 box, .*: 8 distinct rooms up to symmetry .*; 100 requested"):
+        sokoban_tasks("test", 100, dim=[5, 5], min_solution_len=4)
 
 
 def test_bad_split_and_impossible_parameters_raise_value_error():
-    with pytest.raises(ValueError, match="train, test"):
+    with pytest.raises(ValueError, match="train, test, validation, build"):
         sokoban_tasks("dev", 1)
     with pytest.raises(ValueError, match="after 20 tries"):
         generate_room(0, dim=(4, 4), num_boxes=4, max_tries=20)

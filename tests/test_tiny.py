@@ -3,19 +3,17 @@ from leafe_recipe.envs.sokoban import parse_action
 from leafe_recipe.policy import Sampling
 from leafe_recipe.policy.hf import HFPolicy
 from leafe_recipe.prompts import build_messages, build_reflection, parse_reflection
-import shutil
-from pathlib import Path
+import random
 
-import leafe_recipe
-from leafe_recipe.tiny import _SOURCES, build_tiny_model, resolve_model, source_hash
+from leafe_recipe import models, tiny
 
 SOKOBAN = get_family("sokoban")
 
 
 def test_tiny_resolves_to_a_local_directory_and_other_names_pass_through(tiny_model):
-    assert resolve_model("tiny") == tiny_model
-    assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
-    assert build_tiny_model() == build_tiny_model()  # built once, then reused
+    assert models.resolve("tiny") == tiny_model
+    assert models.resolve("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    assert tiny.build() == tiny.build()  # built once, then reused
 
 
 def test_the_tiny_model_answers_in_the_formats_the_pipeline_parses(tiny_model):
@@ -35,15 +33,17 @@ def test_the_tiny_model_answers_in_the_formats_the_pipeline_parses(tiny_model):
     assert all(parse_reflection(c.text, t=3).parsed for c in out[1::2]), [c.text for c in out[1::2]]
 
 
-def test_the_cache_key_covers_every_file_the_model_is_taught_from(tmp_path):
-    package = Path(leafe_recipe.__file__).parent
-    for name in _SOURCES:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(package / name, tmp_path / name)
-    before = source_hash(tmp_path)
-    assert before == source_hash(package)
-    for name in ("prompts.py", "envs/sokoban.py"):
-        with open(tmp_path / name, "a") as f:
-            f.write("\n# edited\n")
-        assert source_hash(tmp_path) != before, name
-        before = source_hash(tmp_path)
+def test_the_build_key_is_what_the_model_learned_from_not_its_source_code(tiny_model):
+    """Moving or renaming a function rebuilds nothing: the key reads examples, settings and versions only."""
+    examples = tiny._format_examples(random.Random(tiny.SETTINGS["seed"]))
+    key = models.build_key(examples, tiny.SETTINGS)
+    assert tiny_model.endswith(key)
+    assert models.build_key([list(e) for e in examples], dict(tiny.SETTINGS)) == key
+    assert models.build_key(examples[:-1], tiny.SETTINGS) != key
+    assert models.build_key(examples, {**tiny.SETTINGS, "steps": 1}) != key
+
+
+def test_the_tiny_model_learns_from_build_rooms_and_its_manifest_says_so(tiny_model):
+    manifest = models.manifest_of(tiny_model)
+    assert manifest.learned_from == models.manifest_of("tiny").learned_from  # known before it is built
+    assert {e["id"].split("-")[0] for e in manifest.learned_from} == {"build"} and manifest.identity

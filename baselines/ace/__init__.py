@@ -32,16 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from baselines.ace.playbook import Playbook
 from leafe_recipe import tracking
+from leafe_recipe.context import RunContext, plain
 from leafe_recipe.envs.base import EnvFamily, Task
-from leafe_recipe.evaluate import evaluate, plain, policy_loader, sampling_from
+from leafe_recipe.evaluate import evaluate
 from leafe_recipe.prompts import Message, with_playbook
-from leafe_recipe.records import JsonlWriter, claim, model_identity, write_json
+from leafe_recipe.records import JsonlWriter, claim, write_json
 from leafe_recipe.rollout import run_episodes
-from leafe_recipe.tiny import resolve_model
 from leafe_recipe.train import NEW_FOLDER
 
 REFLECTOR_SYSTEM = (
@@ -119,7 +117,7 @@ def curator_prompt(playbook: Playbook, reflections: list[dict[str, Any]], max_ne
 
 
 def adapt(
-    tasks: list[Task], family: EnvFamily, env_kwargs: dict[str, Any], policy, m: DictConfig, act, reflect, window: int | None,
+    tasks: list[Task], family: EnvFamily, env_kwargs: dict[str, Any], policy, m: Any, act, reflect, window: int | None,
     budget: int, folder: Path, max_concurrent: int = 256,
 ) -> tuple[Playbook, dict[str, Any]]:  # fmt: skip
     """The offline adaptation (module docstring). Tasks are attempted in turn, `tasks_per_round`
@@ -136,7 +134,8 @@ def adapt(
             batch, queue = queue[: m.tasks_per_round], queue[m.tasks_per_round :]
             episodes = list(run_episodes([(t, 0) for t in batch], _with_system(family, with_playbook(family.system_prompt, book.render())),
                                          env_kwargs, policy, act, window, max_concurrent))  # fmt: skip
-            outs = policy.generate([reflector_prompt(e.observations, e.actions, e.success, book) for e in episodes], reflect)
+            outs = policy.generate([reflector_prompt(e.observations, e.actions, e.success, book) for e in episodes],
+                                   [reflect.for_request("ace reflect", e.task.env, e.task.id) for e in episodes])  # fmt: skip
             reflections = []
             for out in outs:
                 parsed = parse_reflection(out.text)
@@ -146,7 +145,8 @@ def adapt(
                 reflections.append(parsed)
                 for tag in parsed["bullet_tags"]:
                     book.tag(tag["id"], tag["tag"])
-            curation = policy.generate([curator_prompt(book, reflections, m.max_new_entries)], reflect)[0] if reflections else None
+            curate = reflect.for_request("ace curate", ledger["rounds"])
+            curation = policy.generate([curator_prompt(book, reflections, m.max_new_entries)], curate)[0] if reflections else None
             operations = parse_operations(curation.text) if curation is not None else []
             if operations is None:
                 ledger["curations_unparsed"] += 1
@@ -177,33 +177,29 @@ def _with_system(family: EnvFamily, system: str) -> EnvFamily:
     return dataclasses.replace(family, system_prompt=system)
 
 
-def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
-    m = cfg.method
+def run(ctx: RunContext) -> dict[str, Any]:
+    m = ctx.cfg.method
     if m.max_entries < 1 or m.tasks_per_round < 1 or m.max_new_entries < 1:
         raise AceError(f"method.max_entries, method.tasks_per_round and method.max_new_entries must be >= 1, got "
                        f"{m.max_entries}, {m.tasks_per_round}, {m.max_new_entries}")  # fmt: skip
-    init = resolve_model(m.init or cfg.model)
-    load = policy_loader(cfg, init)
-    tasks = family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks))
-    folder, final = run_dir / "playbook", run_dir / "playbook" / "final.md"
-    key = {"stage": "ace", "init": model_identity(init), "env": cfg.env.name, "tasks": plain(cfg.env.tasks), "n_train": cfg.env.n_train,
-           "kwargs": plain(cfg.env.kwargs), "sampling": plain(cfg.sampling), "method": plain(m), "budget": cfg.budget,
-           "history_window": cfg.env.history_window, "seed": cfg.seed}  # fmt: skip
-    claim(final, key, NEW_FOLDER)
+    load = ctx.loader()
+    tasks = ctx.tasks("train")
+    folder, final = ctx.run_dir / "playbook", ctx.run_dir / "playbook" / "final.md"
+    claim(final, ctx.key("ace", n_train=ctx.cfg.env.n_train, method=plain(m), budget=ctx.cfg.budget), NEW_FOLDER)
     if final.exists() and (folder / "ledger.json").exists():
         book, ledger = Playbook.parse(final.read_text()), json.loads((folder / "ledger.json").read_text())
         print(f"[ace] playbook already adapted: {final}", flush=True)
     else:
         start = time.monotonic()
         book, ledger = adapt(
-            tasks, family, plain(cfg.env.kwargs), load(), m, sampling_from(cfg.sampling, cfg.seed),
-            sampling_from(m.reflection_sampling, cfg.seed), cfg.env.history_window, cfg.budget, folder, cfg.max_concurrent,
+            tasks, ctx.family, ctx.env_kwargs, load(), m, ctx.sampling(), ctx.sampling(m.reflection_sampling),
+            ctx.prompt.history_window, ctx.cfg.budget, folder, ctx.cfg.max_concurrent,
         )  # fmt: skip
         write_json(folder / "ledger.json", ledger)
         print(f"[ace] {ledger['rounds']} rounds over {len(tasks)} train tasks: playbook of {len(book.entries)} entries "
               f"({ledger['added']} added, {ledger['dropped']} dropped; {ledger['reflections_unparsed']} of {ledger['reflections']} "
               f"reflections and {ledger['curations_unparsed']} curations unparsed); {ledger['env_steps']} env steps; "
               f"{time.monotonic() - start:.0f} s", flush=True)  # fmt: skip
-    runs = {"base": evaluate(cfg, init, "base", run_dir, load)}
-    runs["ace"] = evaluate(cfg, init, "ace", run_dir, load, playbook=final)
+    runs = {"base": evaluate(ctx, ctx.init, "base", load)}
+    runs["ace"] = evaluate(ctx, ctx.init, "ace", load, playbook=final)
     return {"runs": runs, "ledger": ledger, "playbook": str(final), "entries": len(book.entries)}

@@ -29,17 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from baselines.imitation import expert_records, expert_trajectories
+from leafe_recipe.context import RunContext
 from leafe_recipe.envs.base import EnvFamily, ReplayDivergence, Task, replay
 from leafe_recipe.envs.pool import EnvPool
-from leafe_recipe.evaluate import evaluate, plain, policy_loader, sampling_from
+from leafe_recipe.evaluate import evaluate
 from leafe_recipe.policy import Policy, Sampling
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import write_jsonl
-from leafe_recipe.tiny import resolve_model
-from leafe_recipe.train import SFTConfig, train_checkpoint
 
 VARIANTS = ("iwm", "sr")
 SOURCES = ("auto", "valid", "policy")
@@ -106,7 +103,8 @@ def alternatives(
     if not use_valid:
         policy: Policy = load_policy()
         prompts = [build_messages(family.system_prompt, s.observations[: s.i + 1], s.actions[: s.i], window) for s in states]
-        out = policy.generate([p for p in prompts for _ in range(k)], sampling)
+        requests = [sampling.for_request("alternative", s.task.env, s.task.id, s.i, j) for s in states for j in range(k)]
+        out = policy.generate([p for p in prompts for _ in range(k)], requests)
         ledger.model_calls += len(out)
         ledger.gen_tokens += sum(c.num_tokens for c in out)
         sampled = [[c.text for c in out[j * k : (j + 1) * k] if family.action_key is None or family.action_key(c.text)] for j in range(len(states))]
@@ -149,56 +147,50 @@ def alternatives(
     ledger.alternatives = sum(len(s.alternatives) for s in states)
 
 
-def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
+def run(ctx: RunContext) -> dict[str, Any]:
     from baselines.early_experience import self_reflection, world_model
 
-    m = cfg.method
+    m = ctx.cfg.method
     if m.variant not in VARIANTS:
         raise ValueError(f"method.variant={m.variant!r}: use one of {', '.join(VARIANTS)}")
-    init = resolve_model(m.init or cfg.model)
-    window = cfg.env.history_window
-    env_kwargs = plain(cfg.env.kwargs)
-    tasks = family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks))
-    trajectories = expert_trajectories(family, env_kwargs, tasks)
-    expert = expert_records(family.system_prompt, trajectories, window)
+    window, system = ctx.prompt.history_window, ctx.family.system_prompt
+    tasks = ctx.tasks("train")
+    trajectories = expert_trajectories(ctx.family, ctx.env_kwargs, tasks)
+    expert = expert_records(system, trajectories, window)
     ledger = Ledger(tasks=len(tasks), expert_steps=len(expert))
     states = expert_states(trajectories)
     ledger.states = len(states)
-    load = policy_loader(cfg, init)
+    load = ctx.loader()
     start = time.monotonic()
     alternatives(
-        states, family, env_kwargs, m.k, m.alternatives, cfg.budget, load, sampling_from(m.proposal_sampling, cfg.seed),
-        window, cfg.seed, ledger,
+        states, ctx.family, ctx.env_kwargs, m.k, m.alternatives, ctx.cfg.budget, load, ctx.sampling(), window, ctx.seed, ledger
     )  # fmt: skip
     print(
         f"[early experience] {ledger.alternatives} alternatives at {ledger.states} expert states of {len(trajectories)} "
         f"tasks; {ledger.env_steps} env + {ledger.replay_steps} replay steps; {time.monotonic() - start:.0f} s",
         flush=True,
     )
-    sft_dir = run_dir / "sft"
+    sft_dir = ctx.run_dir / "sft"
     write_jsonl(sft_dir / "sft_expert.jsonl", expert)
-    runs = {"base": evaluate(cfg, init, "base", run_dir, load)}
-    sft = dict(plain(m.sft))
+    runs = {"base": evaluate(ctx, ctx.init, "base", load)}
+    stage = f"early_experience_{m.variant}"
     if m.variant == "iwm":
-        data = world_model.records(family.system_prompt, states, window)
+        data = world_model.records(system, states, window)
         write_jsonl(sft_dir / "sft_world_model.jsonl", data)
         del load
-        stage1 = SFTConfig(
-            model=init, datasets=[str(sft_dir / "sft_world_model.jsonl")], output_dir=str(run_dir / "world_model"),
-            **{**sft, "epochs": m.world_model_epochs},
-        )  # fmt: skip
-        world = train_checkpoint(stage1, window, cfg.env.name, variant="iwm/world_model")
-        imitation = SFTConfig(model=str(world), datasets=[str(sft_dir / "sft_expert.jsonl")], output_dir=str(run_dir / "checkpoint"), **sft)
-        imitation.epochs = world_model.imitation_epochs(stage1, imitation)
-        checkpoint = train_checkpoint(imitation, window, cfg.env.name, variant="iwm/imitation")
+        first = ctx.sft(m.sft, ctx.init, [str(sft_dir / "sft_world_model.jsonl")], ctx.run_dir / "world_model", epochs=m.world_model_epochs)
+        world, world_budget = ctx.train_sft(first, f"{stage} world model", tasks, variant="iwm/world_model")
+        imitation = ctx.sft(m.sft, str(world), [str(sft_dir / "sft_expert.jsonl")], ctx.run_dir / "checkpoint")
+        imitation.epochs = world_model.imitation_epochs(first, imitation)
+        checkpoint, budget = ctx.train_sft(imitation, stage, tasks, variant="iwm/imitation")
+        budget = {k: budget[k] + world_budget[k] for k in ("train_examples", "gradient_steps")}
         data_stats = {"world_model_records": len(data), "expert_records": len(expert), "imitation_epochs": imitation.epochs}
     else:
-        data, stats = self_reflection.records(family, states, window, load(), sampling_from(m.reflection_sampling, cfg.seed), ledger)
+        data, stats = self_reflection.records(ctx.family, states, window, load(), ctx.sampling(m.reflection_sampling), ledger)
         write_jsonl(sft_dir / "sft_reflection.jsonl", data)
         del load
         files = [str(sft_dir / "sft_expert.jsonl")] + ([str(sft_dir / "sft_reflection.jsonl")] if data else [])
-        checkpoint = train_checkpoint(SFTConfig(model=init, datasets=files, output_dir=str(run_dir / "checkpoint"), **sft), window, cfg.env.name, variant="sr")
+        checkpoint, budget = ctx.train_sft(ctx.sft(m.sft, ctx.init, files, ctx.run_dir / "checkpoint"), stage, tasks, variant="sr")
         data_stats = {**stats, "expert_records": len(expert)}
-    runs[f"early_experience_{m.variant}"] = evaluate(cfg, str(checkpoint), f"early_experience_{m.variant}", run_dir)
-    return {"runs": runs, "ledger": ledger.__dict__, "data": data_stats, "checkpoint": str(checkpoint)}
-
+    runs[stage] = evaluate(ctx, str(checkpoint), stage)
+    return {"runs": runs, "ledger": {**ledger.__dict__, **budget}, "data": data_stats, "checkpoint": str(checkpoint)}

@@ -45,7 +45,8 @@ def records(
     """The policy reflects at every state that has alternatives (one generate call); the kept
     rationales become targets for the policy's prompt at that state."""
     todo = [s for s in states if s.alternatives]
-    out = policy.generate([prompt(s, window) for s in todo], sampling) if todo else []
+    requests = [sampling.for_request("rationale", s.task.env, s.task.id, s.i) for s in todo]
+    out = policy.generate([prompt(s, window) for s in todo], requests) if todo else []
     ledger.model_calls += len(out)
     ledger.gen_tokens += sum(c.num_tokens for c in out)
     key = family.action_key

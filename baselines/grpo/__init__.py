@@ -9,13 +9,14 @@ interaction budget, by one of two engines (`method.engine`):
 
 `auto` picks openrlhf where CUDA and vLLM are present, else trl; results.json says which
 engine trained the model. Both build each episode as one token sequence whose every prompt
-is the evaluation prompt (`turns.py`): the whole history, so the trained checkpoint carries
-history_window null in its leafe_prompt.json and is evaluated that way.
+is the evaluation prompt (`turns.py`), which holds only for the whole history in the prompt:
+GRPO runs with the run's prompt protocol like every method, and refuses a history window
+(set env.history_window=null for every method of a comparison that includes GRPO).
 
 Budget: an episode takes at most `env.max_episode_steps` steps and each train task is played
 `group_size` times per pass, so the passes over the train tasks are `budget // (group_size x
 max_episode_steps)` (at least one) unless `method.passes` is set; the ledger counts the
-steps actually taken (TRL engine).
+steps actually taken, the episodes (training examples) and the optimizer steps (TRL engine).
 """
 
 from __future__ import annotations
@@ -29,16 +30,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 from leafe_recipe import Unavailable
-from leafe_recipe.envs.base import EnvFamily
+from leafe_recipe.context import RunContext, plain
 from leafe_recipe.envs.pool import first_observations
-from leafe_recipe.evaluate import evaluate, plain
-from leafe_recipe.prompts import write_prompt_settings
-from leafe_recipe.records import claim, model_identity, write_json
-from leafe_recipe.tiny import resolve_model
+from leafe_recipe.evaluate import evaluate
+from leafe_recipe.manifest import write
+from leafe_recipe.records import claim, write_json
 from leafe_recipe.train import COMPLETE, NEW_FOLDER
 
 ENGINES = ("auto", "openrlhf", "trl")
-WINDOW = None  # the history window GRPO trains (and its checkpoints are evaluated) with
 
 
 class GRPOError(RuntimeError):
@@ -66,40 +65,43 @@ def engine(name: str, dry_run: bool) -> str:
     return name
 
 
-def train_grpo(cfg: DictConfig, m: DictConfig, family: EnvFamily, init: str, folder: Path) -> tuple[Path | None, dict[str, Any]]:
-    """Train GRPO with the settings `m` (method=grpo's, or method.grpo of leafe_rl) into
-    folder/checkpoint (reused when made with the same key); returns the checkpoint (None
-    after a dry run) and what was spent and how."""
+def check_protocol(ctx: RunContext) -> None:
+    if ctx.prompt.history_window is not None:
+        raise GRPOError(
+            f"GRPO trains one token sequence per episode, whose every prompt is the evaluation prompt only with the whole "
+            f"history; this run's prompt protocol keeps {ctx.prompt.history_window} past steps "
+            f"(history_window from {ctx.prompt.source['history_window']}). Set env.history_window=null for every method of "
+            "the comparison, so that all are trained and evaluated with one protocol"
+        )
+
+
+def train_grpo(ctx: RunContext, m: DictConfig, folder: Path) -> tuple[Path | None, dict[str, Any]]:
+    """Train GRPO with the settings `m` (method=grpo's, or method.grpo of leafe_rl) from the
+    context's starting model into folder/checkpoint (reused when made with the same key); returns
+    the checkpoint (None after a dry run) and what was spent and how."""
+    check_protocol(ctx)
+    cfg = ctx.cfg
     g = {
         **plain(m),
-        "max_new_tokens": cfg.env.max_new_tokens,
-        "seed": cfg.seed,
+        "max_new_tokens": ctx.prompt.max_new_tokens,
+        "temperature": float(cfg.sampling.temperature),
+        "seed": ctx.seed,
         "passes": m.passes or max(1, cfg.budget // (m.group_size * cfg.env.max_episode_steps)),
     }
     name = engine(m.engine, m.dry_run)
-    env_kwargs = plain(cfg.env.kwargs)
-    tasks = family.tasks("train", cfg.env.n_train, **plain(cfg.env.tasks))
+    tasks = ctx.tasks("train")
     g["prompts_per_step"] = min(g["prompts_per_step"], len(tasks))  # an update needs that many tasks
     info: dict[str, Any] = {"engine": name, "passes": g["passes"], "tasks": len(tasks), "group_size": g["group_size"]}
     checkpoint = folder / "checkpoint"
-    key = {
-        "stage": "grpo",
-        "engine": name,
-        "init": model_identity(init),
-        "env": cfg.env.name,
-        "tasks": plain(cfg.env.tasks),
-        "n_train": cfg.env.n_train,
-        "kwargs": env_kwargs,
-        "grpo": {k: v for k, v in g.items() if k not in ("dry_run", "init")},
-    }
+    key = ctx.key("grpo", engine=name, n_train=cfg.env.n_train, grpo={k: v for k, v in g.items() if k not in ("dry_run", "init")})
     if name == "openrlhf":
         import torch
 
         from baselines.grpo import openrlhf
 
-        settings = {"env": cfg.env.name, "env_kwargs": env_kwargs, "max_new_tokens": g["max_new_tokens"], "invalid_penalty": g["invalid_penalty"]}
-        starts = list(zip(tasks, first_observations(family, env_kwargs, tasks)))
-        cmd = openrlhf.prepare(g, init, folder, settings, family.system_prompt, starts, max(1, torch.cuda.device_count()))
+        settings = {"env": cfg.env.name, "env_kwargs": ctx.env_kwargs, "max_new_tokens": g["max_new_tokens"], "invalid_penalty": g["invalid_penalty"]}
+        starts = list(zip(tasks, first_observations(ctx.family, ctx.env_kwargs, tasks)))
+        cmd = openrlhf.prepare(g, ctx.init, folder, settings, ctx.family.system_prompt, starts, max(1, torch.cuda.device_count()))
         info["command"] = str(folder / "command.sh")
         if m.dry_run:
             print(f"[grpo] dry run: data, agent and command in {folder}; run:\n{(folder / 'command.sh').read_text()}", flush=True)
@@ -107,7 +109,7 @@ def train_grpo(cfg: DictConfig, m: DictConfig, family: EnvFamily, init: str, fol
     claim(checkpoint, key, NEW_FOLDER)
     if (checkpoint / COMPLETE).exists():
         print(f"[grpo] {checkpoint} already trained", flush=True)
-        return checkpoint, {**info, **key_ledger(checkpoint)}
+        return checkpoint, {**info, **json.loads((checkpoint / COMPLETE).read_text()).get("ledger", {})}
     start = time.monotonic()
     ledger = {"env_steps": 0, "replay_steps": 0, "model_calls": 0, "gen_tokens": 0, "episodes": 0, "successes": 0}
     if name == "openrlhf":
@@ -116,23 +118,20 @@ def train_grpo(cfg: DictConfig, m: DictConfig, family: EnvFamily, init: str, fol
     else:
         from baselines.grpo import trl_engine
 
-        trl_engine.train(g, init, family, env_kwargs, tasks, checkpoint, ledger)
-    write_prompt_settings(checkpoint, WINDOW, cfg.env.name)
+        trl_engine.train(g, ctx.init, ctx.family, ctx.env_kwargs, tasks, checkpoint, ledger)
+    ledger["train_examples"] = ledger["episodes"]
+    write(checkpoint, ctx.manifest_for("grpo", ctx.learned(tasks, "grpo"), key, parent=ctx.init))
     write_json(checkpoint / COMPLETE, {**key, "ledger": ledger})
-    print(f"[grpo] {name}: {g['passes']} passes over {len(tasks)} tasks x {g['group_size']} samples -> {checkpoint} "
-          f"({time.monotonic() - start:.0f} s; {ledger.get('env_steps')} env steps)", flush=True)  # fmt: skip
+    print(f"[grpo] {name}: {g['passes']} passes over {len(tasks)} tasks x {g['group_size']} samples, {ledger.get('gradient_steps')} "
+          f"gradient steps -> {checkpoint} ({time.monotonic() - start:.0f} s; {ledger.get('env_steps')} env steps)", flush=True)  # fmt: skip
     return checkpoint, {**info, **ledger}
 
 
-def key_ledger(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((checkpoint / COMPLETE).read_text()).get("ledger", {})
-
-
-def run(cfg: DictConfig, family: EnvFamily, run_dir: Path) -> dict[str, Any]:
-    engine(cfg.method.engine, cfg.method.dry_run)  # before anything else: it may not run here at all
-    init = resolve_model(cfg.method.init or cfg.model)
-    runs = {"base": evaluate(cfg, init, "base", run_dir)}
-    checkpoint, info = train_grpo(cfg, cfg.method, family, init, run_dir / "grpo")
+def run(ctx: RunContext) -> dict[str, Any]:
+    engine(ctx.cfg.method.engine, ctx.cfg.method.dry_run)  # before anything else: it may not run here at all
+    check_protocol(ctx)
+    runs = {"base": evaluate(ctx, ctx.init, "base")}
+    checkpoint, info = train_grpo(ctx, ctx.cfg.method, ctx.run_dir / "grpo")
     if checkpoint is not None:
-        runs["grpo"] = evaluate(cfg, str(checkpoint), "grpo", run_dir, window=WINDOW)
+        runs["grpo"] = evaluate(ctx, str(checkpoint), "grpo")
     return {"runs": runs, "ledger": info, "engine": info["engine"], "checkpoint": str(checkpoint) if checkpoint else None}

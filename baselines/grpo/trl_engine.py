@@ -181,4 +181,5 @@ def train(
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     (out_dir / "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    ledger["gradient_steps"] = trainer.state.global_step
     return out_dir

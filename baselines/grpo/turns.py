@@ -7,9 +7,9 @@ LEAFE's rollouts) prompts step t with the tokenizer's chat template applied to
 `prompts.build_messages(system, o_0..o_t, a_1..a_t, window=None)`: the whole history. So the
 tokens appended after action t are exactly those that turn "prompt of step t + action t"
 into the prompt of step t+1 (the end of the assistant turn, the user turn with the
-feedback, the next assistant header): the difference of the two renderings. A GRPO
-checkpoint is therefore evaluated with the whole history (its leafe_prompt.json says
-history_window null), and the OpenRLHF agent and the TRL engine share this one builder.
+feedback, the next assistant header): the difference of the two renderings. GRPO therefore
+runs only with the whole history as the run's prompt protocol (baselines/grpo/__init__.py),
+and the OpenRLHF agent and the TRL engine share this one builder.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ package `__init__` would import the 3D simulator's OpenCV).
 
 Data: an `$ALFWORLD_DATA` root (`env.tasks.data`, else the environment variable) with
 `json_2.1.1/<split>/<task>/<trial>/game.tw-pddl`. Splits: test = `valid_unseen` (134 games,
-the paper's out-of-distribution set), dev = `valid_seen` (140), train = `train` of the full
-download (ALFWorld's own instructions, `alfworld-download`), or, where only the evaluation
-games are at hand (this project's tests, ../shared/data/alfworld), the 140 seen games as
-the training pool. Games are listed sorted (ALFWorld's own loader walks the directory in
+the paper's out-of-distribution set), validation = `valid_seen` (140), train = `train` of the
+full download (ALFWorld's own instructions, `alfworld-download`), or, where only the evaluation
+games are at hand (this project's tests, ../shared/data/alfworld), the 140 seen games carved by
+content into train and validation (`CARVE_OUT`). Games are listed sorted (ALFWorld's own loader walks the directory in
 an unspecified order). The six task types (from the game's folder) are in `data["group"]`,
 so evaluations report them separately and together.
 
@@ -29,6 +29,7 @@ into it; environments run in worker processes (`processes`), at most `max_live`.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import random
@@ -41,7 +42,8 @@ from typing import Any
 
 from leafe_recipe.envs.base import EnvFamily, EnvUnavailable, Step, Task, needs_extra, register
 
-SPLITS = {"train": "train", "dev": "valid_seen", "test": "valid_unseen"}
+SPLITS = {"train": "train", "validation": "valid_seen", "test": "valid_unseen"}
+CARVE_OUT = 5  # with only the evaluation games at hand, every game whose fingerprint hash is 0 mod 5 is validation
 TASK_TYPES = (
     "pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place_in_recep",
     "pick_heat_then_place_in_recep", "pick_cool_then_place_in_recep", "pick_two_obj_and_place",
@@ -172,13 +174,16 @@ def data_root(data: str | None) -> Path:
 
 def alfworld_tasks(split: str, n: int | None, data: str | None = None, task_types: list[str] | None = None) -> list[Task]:
     """The first n games of a split, round-robin over its task types (sorted within each), so
-    that a small n covers every type; optionally only `task_types`."""
+    that a small n covers every type; optionally only `task_types`. Without the train games
+    (only the evaluation ones at hand), the seen games are both pools, carved by content: a fixed
+    fifth of them (by fingerprint, CARVE_OUT) is validation, the rest train."""
     if split not in SPLITS:
         raise ValueError(f"unknown ALFWorld split {split!r}; splits: {', '.join(SPLITS)}")
     root = data_root(data) / "json_2.1.1"
     folder = SPLITS[split]
-    if split == "train" and not (root / "train").is_dir():
-        folder = "valid_seen"  # only the evaluation games at hand: the seen ones are the training pool
+    carve = None
+    if split in ("train", "validation") and not (root / "train").is_dir():
+        folder, carve = "valid_seen", split
     games = sorted(glob.glob(str(root / folder / "*" / "*" / "game.tw-pddl")))
     if not games:
         raise EnvUnavailable(f"no ALFWorld games under {root / folder} (expected <task>/<trial>/game.tw-pddl)")
@@ -187,10 +192,19 @@ def alfworld_tasks(split: str, n: int | None, data: str | None = None, task_type
         group = Path(game).parent.parent.name.split("-")[0]
         if not task_types or group in task_types:
             name = f"{Path(game).parent.parent.name}/{Path(game).parent.name}"
-            by_type.setdefault(group, []).append(Task("alfworld", name, {"game": game, "group": group, "split": folder}))
+            task = Task("alfworld", name, {"game": game, "group": group, "split": folder})
+            if carve is None or (int(alfworld_fingerprint(task)["game"][:8], 16) % CARVE_OUT == 0) == (carve == "validation"):
+                by_type.setdefault(group, []).append(task)
     queues = [by_type[t] for t in TASK_TYPES if t in by_type] + [v for k, v in sorted(by_type.items()) if k not in TASK_TYPES]
     tasks = [q[i] for i in range(max((len(q) for q in queues), default=0)) for q in queues if i < len(q)]
     return tasks if n is None else tasks[:n]
+
+
+def alfworld_fingerprint(task: Task) -> dict[str, str]:
+    """The game: its task type, objects, receptacles and room (the task folder's name, e.g.
+    pick_and_place_simple-AlarmClock-None-Desk-307), not the trial (the same game, other placements)."""
+    game = Path(task.data["game"]).parent.parent.name
+    return {"game": hashlib.sha256(game.encode()).hexdigest()[:16]}
 
 
 _EXPERT: dict[str, Any] = {}
@@ -198,7 +212,7 @@ _EXPERT: dict[str, Any] = {}
 
 def expert_answers(task: Task, max_steps: int = 200) -> list[str] | None:
     """ALFWorld's hand-coded expert played to the win (cached on disk per game), as answers."""
-    from leafe_recipe.tiny import cache_dir
+    from leafe_recipe import cache_dir
 
     path = cache_dir() / "alfworld-0.3.5-expert" / f"{zlib.crc32(task.data['game'].encode()):08x}-{_seed(task)}.json"
     if path.exists():
@@ -233,5 +247,6 @@ register(
         action_key=parse_action,
         processes=True,
         max_live=8,
+        fingerprint=alfworld_fingerprint,
     ),
 )

@@ -91,6 +91,14 @@ class EnvFamily:
     # thread-safe simulator), and at most this many alive at once (None: no limit).
     processes: bool = False
     max_live: int | None = None
+    # What makes two tasks the same problem, as named content identities (Sokoban: the room up to
+    # symmetry; code: the normalised statement, and separately the test inputs). Two tasks sharing
+    # any one identity are the same problem to the held-out checks (leafe_recipe/splits.py), whatever
+    # their ids; every family must give one.
+    fingerprint: Callable[[Task], dict[str, str]] | None = None
+    # Text compared for near-duplicates by lm-eval's n-gram janitor (code statements); None: exact only.
+    near_text: Callable[[Task], str] | None = None
+    splits: tuple[str, ...] = ("train", "validation", "test")  # the splits its loader has (SPLITS, or fewer)
     name: str = ""  # set by `register`
 
 
@@ -137,7 +145,15 @@ def _checked(fn: Callable, what: str) -> Callable:
     return call
 
 
+# The splits every family's task loader takes: train (learned from), validation (model selection,
+# tuning, early stopping) and test (the reported numbers, touched once). Disjoint by content.
+SPLITS = ("train", "validation", "test")
+
+
 def register(name: str, family: EnvFamily) -> None:
+    if family.fingerprint is None:
+        raise ValueError(f"environment family {name!r} needs a fingerprint (EnvFamily.fingerprint): what makes two of "
+                         "its tasks the same problem, for the held-out checks")  # fmt: skip
     REGISTRY[name] = dataclasses.replace(
         family, name=name, make=_checked(family.make, f"env.kwargs of {name}"), tasks=_checked(family.tasks, f"env.tasks of {name}")
     )
@@ -195,25 +211,6 @@ def replay(
             )
         obs = step.observation
     return obs
-
-
-def expert_trajectory(family: EnvFamily, env_kwargs: dict[str, Any], task: Task) -> tuple[list[str], list[str]] | None:
-    """The expert's answers played in a fresh environment: (observations, actions) when the
-    family has an expert for the task and it solves it within the episode, else None."""
-    from leafe_recipe.envs.pool import EnvPool
-
-    actions = family.expert(task) if family.expert is not None else None
-    if not actions:
-        return None
-    with EnvPool(family, env_kwargs, capacity=1) as pool:
-        env = pool.acquire()
-        observations = [env.reset(task)]
-        for i, action in enumerate(actions, start=1):
-            step = env.step(action)
-            observations.append(step.observation)
-            if step.done:
-                return (observations, actions[:i]) if step.success else None
-    return None
 
 
 def _check(task: Task, i: int, expected: str, got: str, same: Callable[[str, str], bool]) -> None:

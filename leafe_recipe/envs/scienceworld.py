@@ -2,7 +2,7 @@
 simulator) behind the Env protocol, as a ReAct agent plays it.
 
 Tasks: the simulator's 30 tasks and their variations, split by the simulator itself into
-train / dev / test (3,592 / 1,796 / 1,819 variations); `tasks(split, n)` takes the first n
+train / dev / test (3,592 / 1,796 / 1,819 variations; dev is our validation); `tasks(split, n)` takes the first n
 of a split round-robin over the tasks, so a small n covers every task (the task name is the
 variation's `data["group"]`: evaluations report each task and all of them). Observations: the
 task description, then what `look around` shows; each step's feedback is the simulator's
@@ -27,11 +27,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from leafe_recipe.envs.base import EnvFamily, Step, Task, needs_extra, register
 
-SPLITS = ("train", "dev", "test")
+SPLITS = {"train": "train", "validation": "dev", "test": "test"}  # ours -> the simulator's
 TICK_LIMIT = 100_000  # the simulator's own step limit (clock ticks): never the binding one
 
 SYSTEM_PROMPT = (
@@ -192,7 +191,7 @@ def _split_top(text: str) -> list[str]:
 
 
 def _cache() -> Path:
-    from leafe_recipe.tiny import cache_dir
+    from leafe_recipe import cache_dir
 
     version = getattr(_simulator(), "__version__", "1.2.3")
     path = cache_dir() / f"scienceworld-{version}"
@@ -227,7 +226,7 @@ def scienceworld_tasks(split: str, n: int | None, task_names: list[str] | None =
     unknown = sorted(set(names) - set(table))
     if unknown:
         raise ValueError(f"unknown ScienceWorld tasks {unknown}; tasks: {', '.join(sorted(table))}")
-    queues = [list(table[name][split]) for name in names]
+    queues = [list(table[name][SPLITS[split]]) for name in names]
     tasks: list[Task] = []
     for i in range(max(len(q) for q in queues)):
         for name, queue in zip(names, queues):
@@ -263,6 +262,11 @@ def expert_answers(task: Task) -> list[str]:
     return [f"Thought: The next step of the experiment is to {action}.\nAction: {action}" for action in gold_path(task)]
 
 
+def scienceworld_fingerprint(task: Task) -> dict[str, str]:
+    """A task and its variation (the simulator's splits are disjoint by variation)."""
+    return {"variation": f"{task.data['task']}-{task.data['variation']}"}
+
+
 register(
     "scienceworld",
     EnvFamily(
@@ -275,5 +279,6 @@ register(
         action_key=parse_action,
         processes=True,
         max_live=8,
+        fingerprint=scienceworld_fingerprint,
     ),
 )

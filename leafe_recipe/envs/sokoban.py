@@ -11,6 +11,9 @@ Grids are XSB rows: '#' wall, ' ' floor, '.' target, '$' box, '*' box on target,
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import logging
 import random
 import re
 from collections import deque
@@ -18,15 +21,14 @@ from dataclasses import dataclass, replace
 
 from leafe_recipe.envs.base import EnvFamily, Step, Task, register
 
+log = logging.getLogger(__name__)
+
 ACTIONS = ("up", "down", "left", "right")
 _OFFSETS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
 # Rendering swaps XSB's blank floor for a visible character so an LLM can count cells.
 RENDER = {"#": "#", " ": "_", ".": "O", "$": "X", "*": "√", "@": "P", "+": "S"}
 LEGEND = "Legend: # wall, _ floor, O target, X box, √ box on target, P player, S player on target"
-
-TRAIN_SEED_START = 0
-TEST_SEED_START = 1_000_000
 
 SYSTEM_PROMPT = (
     "You are an agent playing Sokoban, a grid puzzle: push every box onto a target. "
@@ -508,6 +510,80 @@ def _feedback(board: _Board, player: int, direction: str, outcome: str) -> str:
 
 # --- tasks -------------------------------------------------------------------------
 
+# Each split walks its own seeds; seeds alone do not make splits disjoint (a small room space
+# repeats itself: 5x5 rooms with one box are 8 rooms up to symmetry), so every room also belongs
+# to exactly one split by its content: the hash of its fingerprint picks a share of the room
+# space (sixteenths), and a split keeps only the rooms of its own share, each once. Disjointness
+# thus holds by construction, whatever each split's size, and a model built on `build` rooms
+# (the tiny and micro models) never saw a train, validation or test room.
+SPLIT_SEEDS = {"train": 0, "test": 1_000_000, "validation": 2_000_000, "build": 3_000_000}
+SHARES = {"test": range(0, 2), "validation": range(2, 3), "build": range(3, 5), "train": range(5, 16)}
+_SIXTEENTHS = 16
+SATURATED_AFTER = 1000  # seeds in a row that found no room not seen before: the room space is exhausted
+
+
+def symmetries(grid: list[str]) -> list[list[str]]:
+    """The room under the 8 symmetries of the square (rotations and reflections; a rotated
+    rectangle is a rectangle the other way up): the same puzzle with its moves renamed."""
+    out, g = [], [list(row) for row in grid]
+    for _ in range(4):
+        g = [list(row) for row in zip(*g[::-1])]  # a quarter turn clockwise
+        out += ["".join(row) for row in g], ["".join(row[::-1]) for row in g]
+    return out
+
+
+def room_fingerprint(grid: list[str]) -> str:
+    """What makes two rooms the same problem: walls, targets, boxes and player up to symmetry."""
+    canonical = min("/".join(rows) for rows in symmetries(grid))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def share_of(fingerprint: str) -> str:
+    """The split whose share of the room space holds this room."""
+    bucket = int(fingerprint[:8], 16) % _SIXTEENTHS
+    return next(split for split, buckets in SHARES.items() if bucket in buckets)
+
+
+class RoomSpaceTooSmall(ValueError):
+    """The room settings have fewer distinct rooms in a split's share than it asks for."""
+
+
+@functools.lru_cache(maxsize=64)
+def _split_rooms(split: str, n: int, dim: tuple[int, int], num_boxes: int, wall_density: float, min_solution_len: int) -> tuple[Task, ...]:
+    start = SPLIT_SEEDS[split]
+    tasks: list[Task] = []
+    mine: set[str] = set()
+    seen: set[str] = set()  # every distinct room met, whatever its share: how large the space is
+    other = repeats = stale = 0
+    seed = start
+    while len(tasks) < n:
+        if stale >= SATURATED_AFTER or seed - start >= 50 * n + 20 * SATURATED_AFTER:
+            h, w = dim
+            share = len(SHARES[split])
+            raise RoomSpaceTooSmall(
+                f"Sokoban {h}x{w}, {num_boxes} box{'es' if num_boxes > 1 else ''}, min_solution_len {min_solution_len}, "
+                f"wall_density {wall_density}: {len(seen)} distinct rooms up to symmetry in {seed - start} seeds"
+                + (f" (none new in the last {stale})" if stale >= SATURATED_AFTER else "")
+                + f", {len(mine)} of them in the {split} split's share ({share}/{_SIXTEENTHS} of the room space); {n} requested. "
+                "Use larger rooms (env.tasks.dim), more boxes (env.tasks.num_boxes), longer solutions or fewer tasks"
+            )
+        grid, plan = _generate(seed, dim, num_boxes, wall_density, min_solution_len, max_tries=200)
+        fingerprint = room_fingerprint(grid)
+        stale = 0 if fingerprint not in seen else stale + 1
+        seen.add(fingerprint)
+        if share_of(fingerprint) != split:
+            other += 1
+        elif fingerprint in mine:
+            repeats += 1
+        else:
+            mine.add(fingerprint)
+            tasks.append(Task(env="sokoban", id=f"{split}-{seed}", data={"seed": seed, "grid": grid, "optimal_len": len(plan)}))
+        seed += 1
+    if other or repeats:
+        log.info("sokoban %s: %d rooms from seeds %d..%d; skipped %d of another split's share and %d repeats",
+                 split, n, start, seed - 1, other, repeats)  # fmt: skip
+    return tuple(tasks)
+
 
 def sokoban_tasks(
     split: str,
@@ -516,21 +592,18 @@ def sokoban_tasks(
     num_boxes: int = 1,
     wall_density: float = 0.15,
     min_solution_len: int = 4,
-    offset: int = 0,
 ) -> list[Task]:
-    """`n` rooms of a split from its `offset`-th on. Train uses seeds 0, 1, 2, ...; test uses
-    seeds 1_000_000, 1_000_001, ..., so the splits never share a seed below 1_000_000."""
-    starts = {"train": TRAIN_SEED_START, "test": TEST_SEED_START}
-    if split not in starts:
-        raise ValueError(f"unknown Sokoban split {split!r}; valid splits: {', '.join(starts)}")
-    if split == "train" and offset + n > TEST_SEED_START - TRAIN_SEED_START:
-        raise ValueError(f"train rooms {offset}..{offset + n - 1} would reach the test split's seeds")
-    tasks = []
-    for seed in range(starts[split] + offset, starts[split] + offset + n):
-        grid, plan = _generate(seed, tuple(dim), num_boxes, wall_density, min_solution_len, max_tries=200)
-        data = {"seed": seed, "grid": grid, "optimal_len": len(plan)}
-        tasks.append(Task(env="sokoban", id=f"{split}-{seed}", data=data))
-    return tasks
+    """`n` distinct rooms of a split (train, validation, test, or build: the rooms this project's
+    own models are built from), disjoint by content from every other split (see SHARES). Task
+    ids are "<split>-<seed>"; a room space too small for `n` is a RoomSpaceTooSmall error that
+    names the numbers."""
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"unknown Sokoban split {split!r}; valid splits: {', '.join(SPLIT_SEEDS)}")
+    return list(_split_rooms(split, int(n), tuple(dim), int(num_boxes), float(wall_density), int(min_solution_len)))
+
+
+def sokoban_fingerprint(task: Task) -> dict[str, str]:
+    return {"room": room_fingerprint(list(task.data["grid"]))}
 
 
 def expert_answers(task: Task) -> list[str] | None:
@@ -552,5 +625,6 @@ register(
         valid_actions=lambda env: [f"Action: {move}" for move in ACTIONS],
         action_key=parse_action,
         oracle_reflection=oracle_reflection,
+        fingerprint=sokoban_fingerprint,
     ),
 )

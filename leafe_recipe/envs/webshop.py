@@ -10,7 +10,7 @@ directory where its `data/` and `search_engine/` are, or set `env.kwargs.root` t
 WebShop folder. Without it, `make` and `tasks` stop with these instructions.
 
 Tasks: the human instructions, indexed as in the WebShop paper's code: test = the first
-500, dev = 500-1499, train = the rest. WebShop draws product prices and each goal's price
+500, validation = 500-1499 (its dev), train = the rest. WebShop draws product prices and each goal's price
 limit with Python's unseeded `random`; the environment seeds it (`seed`) right before it
 builds the simulator, so every process sees the same goals. Observations are WebShop's
 "text" pages (parts separated by ` [SEP] `), shown one part per line, followed by the
@@ -23,6 +23,7 @@ verl-agent and ReAct).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -30,7 +31,7 @@ from typing import Any
 
 from leafe_recipe.envs.base import EnvFamily, EnvUnavailable, Step, Task, register
 
-SPLITS = {"test": (0, 500), "dev": (500, 1500), "train": (1500, None)}
+SPLITS = {"test": (0, 500), "validation": (500, 1500), "train": (1500, None)}  # goal indices (WebShop's test, dev, train)
 INSTALL = (
     "WebShop is not installed here. It is not on PyPI and its data come from Google Drive (its licence: "
     "princeton-nlp/WebShop's LICENSE.md): git clone https://github.com/princeton-nlp/WebShop && cd WebShop && "
@@ -147,11 +148,19 @@ def webshop_tasks(split: str, n: int | None, root: str | None = None, num_produc
                   file_path: str | None = None, seed: int = 42) -> list[Task]:  # fmt: skip
     if split not in SPLITS:
         raise ValueError(f"unknown WebShop split {split!r}; splits: {', '.join(SPLITS)}")
-    goals = len(_browser(root, num_products, file_path, seed).server.goals)
+    goals = _browser(root, num_products, file_path, seed).server.goals
     start, end = SPLITS[split]
-    end = goals if end is None else min(end, goals)
+    end = len(goals) if end is None else min(end, len(goals))
     indices = range(start, end if n is None else min(end, start + n))
-    return [Task("webshop", f"{split}-{i}", {"goal": i}) for i in indices]
+    return [Task("webshop", f"{split}-{i}", {"goal": i, "instruction": goals[i]["instruction_text"],
+                                               "attributes": sorted(goals[i].get("attributes") or [])}) for i in indices]  # fmt: skip
+
+
+def webshop_fingerprint(task: Task) -> dict[str, str]:
+    """The goal: its instruction and attributes, lower case, whitespace collapsed (WebShop's goals
+    repeat instructions across indices)."""
+    text = " ".join(task.data["instruction"].lower().split()) + "|" + "|".join(task.data["attributes"])
+    return {"goal": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
 register(
@@ -162,5 +171,6 @@ register(
         system_prompt=SYSTEM_PROMPT,
         valid_actions=lambda env: env.valid_actions(),
         action_key=parse_action,
+        fingerprint=webshop_fingerprint,
     ),
 )

@@ -9,7 +9,9 @@ tokenizer's chat template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from leafe_recipe.prompts import Message
@@ -20,7 +22,9 @@ class Sampling:
     """Explicit sampling settings, so the hf and vllm backends draw from one distribution.
 
     top_k=0 means no top-k filtering: pinned because transformers applies top_k=50
-    when it is unset and vLLM does not. temperature=0 means greedy decoding.
+    when it is unset and vLLM does not. temperature=0 means greedy decoding. `seed` is the
+    request's: a completion depends on its prompt and this seed only, never on the other
+    requests of a call or on earlier calls (see `request_seed`).
     """
 
     temperature: float = 1.0
@@ -29,6 +33,18 @@ class Sampling:
     max_new_tokens: int = 256
     seed: int = 0
     stop: tuple[str, ...] = ()
+
+    def for_request(self, *identity: object) -> "Sampling":
+        """These settings for one request, seeded by the run's seed and the request's identity."""
+        return replace(self, seed=request_seed(self.seed, *identity))
+
+
+def request_seed(seed: int, *identity: object) -> int:
+    """A request's seed from the run's seed and what the request is (task, sample, node, step...):
+    every draw of a task follows from the seed and the task itself, so the order tasks run in,
+    sharding and a resumed run change nothing."""
+    text = json.dumps([seed, *identity], default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 @dataclass(frozen=True)

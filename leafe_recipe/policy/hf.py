@@ -1,12 +1,76 @@
-"""The transformers backend: the embedded default, on CPU or one GPU."""
+"""The transformers backend: the embedded default, on CPU or one GPU.
+
+Sampling is keyed by request: each conversation's completion is drawn with the Gumbel-max
+trick (the argmax of logits / temperature plus Gumbel noise, restricted to the top-k and
+top-p tokens, is an exact sample of the softmax), whose noise at step t for token v is a
+counter-based hash of (the request's seed, t, v). A completion therefore depends only on its
+prompt and its seed, not on the other conversations of the batch, on the order of calls, or
+on torch's global random state; the batch is decoded greedily over the noised scores. (Left
+padding of a different batch changes the logits by float rounding only, which flips a draw
+only at a near tie of two noised scores.)
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from leafe_recipe.policy import Completion, Sampling, cut_at_stop, per_conversation
 from leafe_recipe.prompts import Message
+
+_M64 = (1 << 64) - 1
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+_GOLDEN, _MIX1, _MIX2 = _signed(0x9E3779B97F4A7C15), _signed(0xBF58476D1CE4E5B9), _signed(0x94D049BB133111EB)
+
+
+def _srl(z: torch.Tensor, n: int) -> torch.Tensor:
+    """Logical right shift of int64 values (torch's >> is arithmetic)."""
+    return (z >> n) & ((1 << (64 - n)) - 1)
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser, in wrapping int64 arithmetic."""
+    z = (z ^ _srl(z, 30)) * _MIX1
+    z = (z ^ _srl(z, 27)) * _MIX2
+    return z ^ _srl(z, 31)
+
+
+def gumbel_noise(seeds: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
+    """(rows x vocab) standard Gumbel noise, a pure function of (seed, step, token)."""
+    base = _mix(seeds.to(torch.int64) * _GOLDEN + _mix(torch.tensor(step + 1, dtype=torch.int64, device=seeds.device)))
+    z = _mix(base[:, None] + torch.arange(vocab, dtype=torch.int64, device=seeds.device)[None, :] * _GOLDEN)
+    u = (_srl(z, 11).to(torch.float64) + 0.5) / float(1 << 53)  # uniform on (0, 1)
+    return -torch.log(-torch.log(u))
+
+
+class KeyedSampler(LogitsProcessor):
+    """Temperature, top-k and top-p, then Gumbel noise keyed by each row's request seed: the
+    greedy choice over the returned scores is a sample of the filtered softmax."""
+
+    def __init__(self, sampling: Sampling, seeds: list[int], prompt_width: int):
+        self.sampling, self.prompt_width = sampling, prompt_width
+        self.seeds = torch.tensor(seeds, dtype=torch.int64)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        s = self.sampling
+        logits = scores.float() / s.temperature
+        if s.top_k > 0 and s.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, s.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if s.top_p < 1.0:
+            ordered, index = torch.sort(logits, descending=True, dim=-1)
+            before = torch.softmax(ordered, dim=-1).cumsum(dim=-1) - torch.softmax(ordered, dim=-1)
+            drop = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, index, before > s.top_p)
+            logits = logits.masked_fill(drop, float("-inf"))
+        noise = gumbel_noise(self.seeds.to(logits.device), input_ids.shape[1] - self.prompt_width, logits.shape[-1])
+        return logits + noise.to(logits.dtype)
 
 
 class HFPolicy:
@@ -35,25 +99,20 @@ class HFPolicy:
         # explicit SamplingParams does not. Neutral values keep both backends on one distribution.
         for name, value in (("repetition_penalty", 1.0), ("min_p", None), ("typical_p", 1.0), ("no_repeat_ngram_size", 0)):
             setattr(self.model.generation_config, name, value)
+        for name in ("temperature", "top_p", "top_k"):  # decoding is greedy over KeyedSampler's scores
+            setattr(self.model.generation_config, name, None)
+        self.model.generation_config.do_sample = False
         self.max_batch_size = max_batch_size
-        self.calls = 0
 
     @torch.inference_mode()
     def generate(self, conversations: list[list[Message]], sampling: Sampling | list[Sampling]) -> list[Completion]:
-        """One call for all conversations: grouped by sampling settings (transformers takes
-        one per batch), each group split into chunks of `max_batch_size`.
-
-        Each call reseeds torch with the first setting's `seed + call number`, so a rerun
-        with the same inputs reproduces the same samples.
-        """
+        """One call for all conversations: grouped by sampling settings (transformers takes one
+        per batch; a request's seed is not part of the group), each group split into chunks of
+        `max_batch_size`. Each completion depends on its conversation and its seed only."""
         settings = per_conversation(sampling, len(conversations))
-        if not conversations:
-            return []
-        torch.manual_seed(settings[0].seed + self.calls)
-        self.calls += 1
         groups: dict[Sampling, list[int]] = {}
         for i, s in enumerate(settings):
-            groups.setdefault(s, []).append(i)
+            groups.setdefault(dataclasses.replace(s, seed=0), []).append(i)
         out: list[Completion | None] = [None] * len(conversations)
         for s, idx in groups.items():
             texts = [
@@ -61,25 +120,26 @@ class HFPolicy:
                 for i in idx
             ]
             for start in range(0, len(idx), self.max_batch_size):
-                chunk = self._generate_chunk(texts[start : start + self.max_batch_size], s)
-                for i, c in zip(idx[start : start + self.max_batch_size], chunk):
+                rows = idx[start : start + self.max_batch_size]
+                chunk = self._generate_chunk(texts[start : start + self.max_batch_size], s, [settings[i].seed for i in rows])
+                for i, c in zip(rows, chunk):
                     out[i] = c
         return out
 
-    def _generate_chunk(self, texts: list[str], sampling: Sampling) -> list[Completion]:
+    def _generate_chunk(self, texts: list[str], sampling: Sampling, seeds: list[int]) -> list[Completion]:
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        greedy = sampling.temperature == 0
+        width = batch["input_ids"].shape[1]
         kwargs = dict(
             max_new_tokens=sampling.max_new_tokens,
-            do_sample=not greedy,
+            do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id,
         )
-        if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        if sampling.temperature > 0:
+            kwargs["logits_processor"] = LogitsProcessorList([KeyedSampler(sampling, seeds, width)])
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        generated = self.model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1] :]
+        generated = self.model.generate(**batch, **kwargs)[:, width:]
         eos_ids = kwargs["eos_token_id"]
         eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids]) | {self.tokenizer.pad_token_id}
         completions = []

@@ -32,7 +32,6 @@ class VLLMPolicy:
         if not torch.cuda.is_available():
             raise Unavailable(f"{GPU_HINT} (torch sees no CUDA device)")
         self.vllm = vllm
-        self.requests = 0
         self.llm = vllm.LLM(
             model=path,
             tensor_parallel_size=tensor_parallel_size,
@@ -43,8 +42,9 @@ class VLLMPolicy:
         )
 
     def generate(self, conversations: list[list[Message]], sampling: Sampling | list[Sampling]) -> list[Completion]:
-        """Every request gets its own seed (sampling.seed + a running request count): the n
-        identical prompts of a task still get different samples, and a rerun repeats them."""
+        """Every request is seeded with its own `Sampling.seed` (the callers key it by task, sample
+        and step: `Sampling.for_request`), so the n identical prompts of a task get different
+        samples and a rerun, in any order, repeats them."""
         params = [
             self.vllm.SamplingParams(
                 n=1,
@@ -53,11 +53,10 @@ class VLLMPolicy:
                 top_k=s.top_k if s.top_k > 0 else -1,
                 max_tokens=s.max_new_tokens,
                 stop=list(s.stop) or None,
-                seed=s.seed + self.requests + i,
+                seed=s.seed,
             )
-            for i, s in enumerate(per_conversation(sampling, len(conversations)))
+            for s in per_conversation(sampling, len(conversations))
         ]
-        self.requests += len(conversations)
         results = self.llm.chat(conversations, params, use_tqdm=False)
         return [
             Completion(

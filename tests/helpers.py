@@ -1,0 +1,33 @@
+"""What several test files need: the `leafe` console scripts as a user runs them, the app's
+config as Hydra composes it, and a run context built from that config."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+from leafe_recipe import CONF_DIR
+from leafe_recipe.context import RunContext
+from leafe_recipe.envs.base import get_family
+
+BIN = Path(sys.executable).parent
+LEAFE = str(BIN / "leafe")
+
+
+def leafe(*overrides: str, cwd: Path, script: str = "leafe", timeout: int = 900) -> subprocess.CompletedProcess:
+    """A console script (`leafe`, `leafe-splits`, ...) run in `cwd`."""
+    return subprocess.run([str(BIN / script), *overrides], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def compose(*overrides: str, hydra: bool = False):
+    """The app's config with these overrides (and Hydra's own config, with hydra=True)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def context(run_dir: Path, *overrides: str, given: tuple[str, ...] = ()) -> RunContext:
+    """The run context the app would hand a method, for these overrides."""
+    cfg = compose(*overrides)
+    return RunContext.create(cfg, get_family(cfg.env.name), Path(run_dir), Path(run_dir) / "eval", set(given))
