@@ -10,9 +10,7 @@ is the 0/1 list of its samples (the leafe tasks log it). Problems are paired by 
 both means, the mean difference and a percentile bootstrap confidence interval for it:
 problems are resampled with replacement (the same resample for A and B, so the pairing is
 kept), `resamples` times from a seeded generator, and the interval is the (1 - level)/2 and
-(1 + level)/2 quantiles of the resampled mean differences. The resampling is vectorised:
-each block of resamples is a matrix of multinomial problem counts times the (problems x ks)
-difference matrix.
+(1 + level)/2 quantiles of the resampled mean differences (leafe_recipe/stats.py).
 """
 
 from __future__ import annotations
@@ -29,53 +27,18 @@ from typing import Any
 import numpy as np
 
 from leafe_recipe.passk import ks_up_to, pass_at_k
+from leafe_recipe.stats import StatsError, bootstrap_means, interval
 
 _SAMPLES = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[0-9.\-]+)\.jsonl$")
-_BLOCK = 1000  # resamples per matrix product (bounds memory at BLOCK x problems)
 
 
-class CompareError(ValueError):
+class CompareError(StatsError):
     """The two runs cannot be compared as asked; the message says why."""
 
 
 # --------------------------------------------------------------------------- #
 # Statistics
 # --------------------------------------------------------------------------- #
-
-
-def bootstrap_means(values: np.ndarray, resamples: int = 10_000, seed: int = 0) -> np.ndarray:
-    """Means of `values` over `resamples` bootstrap resamples: an array (resamples x columns).
-
-    `values` is (problems x columns): rows are drawn with replacement, all columns together.
-    Or (seeds x problems x columns), the same problems under several seeds: a two-level
-    bootstrap draws the seeds with replacement, then the problems within each drawn seed,
-    so the interval holds both sources of variation. With one seed it is the first case."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[None] if values.ndim == 2 else values
-    if values.ndim != 3 or values.shape[0] == 0 or values.shape[1] == 0:
-        raise CompareError(f"need a non-empty (problems x ks) or (seeds x problems x ks) array, got shape {values.shape}")
-    if resamples < 1:
-        raise CompareError(f"resamples must be >= 1, got {resamples}")
-    s, p, _ = values.shape
-    rng = np.random.default_rng(seed)
-    out = np.empty((resamples, values.shape[2]))
-    for start in range(0, resamples, _BLOCK):
-        size = min(_BLOCK, resamples - start)
-        if s == 1:
-            counts = rng.multinomial(p, np.full(p, 1.0 / p), size=size)  # how often each problem is drawn
-            out[start : start + size] = counts @ values[0] / p
-            continue
-        seeds = rng.multinomial(s, np.full(s, 1.0 / s), size=size)  # (size x s)
-        counts = rng.multinomial(p, np.full(p, 1.0 / p), size=(size, s))  # (size x s x p)
-        per_seed = np.einsum("rsp,spc->rsc", counts, values) / p
-        out[start : start + size] = np.einsum("rs,rsc->rc", seeds, per_seed) / s
-    return out
-
-
-def interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The percentile interval of bootstrap means (per column)."""
-    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return low, high
 
 
 def paired_difference(

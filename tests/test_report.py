@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leafe_recipe.compare import bootstrap_means, compare, read_samples
-from leafe_recipe.report import ReportError, build, collect, main, paired_vs_base, paper_model, solved_within
+from leafe_recipe.compare import compare, read_samples
+from leafe_recipe.report import ReportError, build, collect, main, paired_vs_base, paper_model
+from leafe_recipe.stats import bootstrap_means, holm, solved_within
 
 DATE = "2026-01-01T00-00-00.000000"
 TASKS = {"sokoban": "leafe_sokoban", "alfworld": "leafe_alfworld", "codecontests": "leafe_codecontests_mt", "mbpp": "leafe_mbpp"}
@@ -27,7 +28,7 @@ def cell(sweep: Path, name: str, method: str, env: str = "sokoban", model: str =
     """One sweep cell's results.json; `runs` maps a label to its per-problem correct lists."""
     folder = sweep / name
     folder.mkdir(parents=True)
-    config = {"method": {"name": method, "ablation": extra.pop("ablation", None)}, "env": {"name": env}}
+    config = {"method": {"name": method, "ablation": extra.pop("ablation", None)}, "env": {"name": env}, "primary": extra.pop("primary", [])}
     summaries = {}
     for label, correct in (runs or {}).items():
         s = {"task": TASKS[env], "samples_dir": str(log(folder / "eval" / label, env, correct))}
@@ -100,13 +101,13 @@ def test_the_paired_difference_is_leafe_compares(tmp_path):
     cell(tmp_path, "0", "leafe", runs={"base": BASE, "leafe": BETTER})
     cell(tmp_path, "1", "grpo", runs={"base": BASE, "grpo": BASE})
     _, data = report(tmp_path)
-    [row] = [p for p in data["paired"] if p["row"] == "leafe"]
+    rows = [p for p in data["comparisons"] if p["row"] == "leafe"]
     a = read_samples(next((tmp_path / "0").rglob("eval/leafe/**/samples_*.jsonl")))
     b = read_samples(next((tmp_path / "1").rglob("eval/grpo/**/samples_*.jsonl")))
     reference = compare(a, b, [1, 4], resamples=500)
-    assert row["ks"] == [1, 4] and row["diff"] == pytest.approx([r["diff"] for r in reference["rows"]])
-    assert row["ci_problems"][0] == pytest.approx([r["ci_low"] for r in reference["rows"]])
-    assert "ci_seeds_problems" not in row  # one seed
+    assert [r["k"] for r in rows] == [1, 4] and [r["diff"] for r in rows] == pytest.approx([r["diff"] for r in reference["rows"]])
+    assert [r["ci"][0] for r in rows] == pytest.approx([r["ci_low"] for r in reference["rows"]])
+    assert rows[0]["unit"] == "percentile bootstrap over problems"  # one seed
 
 
 def test_several_seeds_average_and_add_a_ci_over_seeds_and_problems(tmp_path):
@@ -117,9 +118,9 @@ def test_several_seeds_average_and_add_a_ci_over_seeds_and_problems(tmp_path):
     leafe = next(x for x in data["pass_at_k"] if x["row"] == "leafe")
     assert leafe["seeds"] == [0, 1] and leafe["mean"][0] == pytest.approx((7 / 12 + 5 / 12) / 2)
     assert leafe["per_seed"][0][0] == pytest.approx(7 / 12) and leafe["per_seed"][1][0] == pytest.approx(5 / 12)
-    [row] = [p for p in data["paired"] if p["row"] == "leafe"]
-    assert row["per_seed"][1] == [0.0, 0.0] and "ci_seeds_problems" in row
-    assert "seeds 0, 1" in md and "Δ Pass@1 CI seeds x problems" in md
+    rows = [p for p in data["comparisons"] if p["row"] == "leafe"]
+    assert [r["per_seed"][1] for r in rows] == [0.0, 0.0] and "crossed" in rows[0]["unit"]
+    assert "seeds 0, 1" in md and "over seeds and problems, crossed" in md
 
 
 def test_per_seed_means_follow_the_seed_order_whatever_the_folder_order(tmp_path):
@@ -130,13 +131,35 @@ def test_per_seed_means_follow_the_seed_order_whatever_the_folder_order(tmp_path
     assert leafe["seeds"] == [0, 1] and leafe["per_seed"][0][0] == pytest.approx(7 / 12) and leafe["per_seed"][1][0] == pytest.approx(5 / 12)
 
 
-def test_two_level_bootstrap_with_one_seed_is_the_problem_bootstrap():
+def test_the_seeds_x_problems_bootstrap_is_crossed_not_nested():
+    """The same problems are evaluated under every seed: one draw of problems serves every seed, so
+    identical seeds have exactly the spread of one seed (a nested bootstrap, drawing problems anew
+    per seed, would shrink it by sqrt(2) and understate the problem-level variance)."""
     values = np.random.default_rng(0).random((30, 3))
     np.testing.assert_array_equal(bootstrap_means(values[None], 200, seed=3), bootstrap_means(values, 200, seed=3))
-    # with two identical seeds the seed level adds nothing: the same spread as one
     two = bootstrap_means(np.stack([values, values]), 4000, seed=3)
     one = bootstrap_means(values, 4000, seed=3)
-    assert abs(two.std(axis=0) - one.std(axis=0) * np.sqrt(1 / 2)).max() < 0.2 * one.std()  # two draws of problems
+    assert abs(two.std(axis=0) / one.std(axis=0) - 1).max() < 0.1
+    # seeds that differ by a constant add the seed-level spread on top
+    shifted = bootstrap_means(np.stack([values, values + 0.5]), 4000, seed=3)
+    assert (shifted.std(axis=0) > 1.5 * one.std(axis=0)).all()
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_declared_primaries_are_reported_as_they_are_and_the_rest_adjusted(tmp_path):
+    primary = ["leafe - grpo @ 1", "leafe - grpo @ max"]
+    cell(tmp_path, "0", "leafe", runs={"base": BASE, "leafe": BETTER}, primary=primary)
+    cell(tmp_path, "1", "grpo", runs={"base": BASE, "grpo": BASE}, primary=primary)
+    md, data = report(tmp_path)
+    assert "## Primary comparisons (declared in the experiment config before the run)" in md
+    assert "| LEAFE - GRPO | Sokoban | tiny | 1 | +16.7 [" in md and "| LEAFE - GRPO | Sokoban | tiny | 4 | +33.3 [" in md
+    first = {(c["row"], c["k"]): c for c in data["comparisons"]}
+    assert first[("leafe", 1)]["primary"] and "p_holm" not in first[("leafe", 1)]
+    base = first[("base", 1)]  # base - grpo is secondary: adjusted over the 2 secondary comparisons
+    assert not base["primary"] and base["simultaneous_level"] == pytest.approx(1 - 0.05 / 2) and "p (Holm)" in md
 
 
 def test_coding_and_out_of_distribution_tables(tmp_path):
@@ -152,8 +175,12 @@ def test_budgets_come_from_the_ledgers(tmp_path):
     cell(tmp_path, "0", "leafe", runs={"base": BASE, "leafe": BETTER}, ledger=LEDGER)
     cell(tmp_path, "1", "imitation", runs={"base": BASE, "imitation": BASE}, ledger={**LEDGER, "env_steps": 0, "expert_steps": 7})
     md, _ = report(tmp_path)
-    assert "| Imitation | 3 | 0 | 8 | 50 | 900 | 7 |" in md
-    assert "| LEAFE | 3 | 40 | 8 | 50 | 900 | - |" in md
+    assert "| Imitation | 3 | 0 | 8 | 50 | 900 | 7 | - | - |" in md
+    assert "| LEAFE | 3 | 40 | 8 | 50 | 900 | - | - | - |" in md
+    cell(tmp_path, "2", "grpo", runs={"base": BASE, "grpo": BASE}, ledger={**LEDGER, "train_examples": 96, "gradient_steps": 12})
+    md, _ = report(tmp_path)
+    assert "| method | tasks | env_steps | replay_steps | model_calls | gen_tokens | expert_steps | train_examples | gradient_steps |" in md
+    assert "| GRPO | 3 | 40 | 8 | 50 | 900 | - | 96 | 12 |" in md
 
 
 def test_the_papers_numbers_appear_for_a_matching_model_marked_unverified(tmp_path):
@@ -248,3 +275,32 @@ def test_a_paired_difference_whose_ci_includes_zero_is_said_to_be_unresolved(tmp
     text = paired_vs_base(runs, resamples=200)
     assert "same - base: the 95% CI includes 0 at k = 1, 4: this run does not resolve a difference there" in text
     assert "leafe - base: the 95% CI includes 0" not in text
+
+
+def test_the_report_rebuilds_from_its_committed_per_sample_files_alone(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        cell(sweep, f"a{seed}", "leafe", seed=seed, runs={"base": BASE, "leafe": BETTER}, ledger=LEDGER, primary=["leafe - base @ 1"])
+    cell(sweep, "b", "grpo", not_run="needs CUDA")
+    main([str(sweep), "--resamples", "300", "--no-plots", "--out", str(tmp_path / "report")])
+    original = (tmp_path / "report" / "report.md").read_text()
+    cells = list((tmp_path / "report" / "cells").glob("*.json"))
+    assert cells and sum(p.stat().st_size for p in cells) < 20_000  # kilobytes, committable
+    import shutil
+
+    shutil.rmtree(sweep)  # no run folder, no lm-eval log left: the cells are enough
+    shutil.copytree(tmp_path / "report" / "cells", tmp_path / "committed" / "cells")
+    main(["--from-summary", str(tmp_path / "committed"), "--resamples", "300", "--no-plots"])
+    rebuilt = (tmp_path / "committed" / "report.md").read_text()
+    body = lambda text: text.split("Command:")[1].split("\n", 1)[1]  # noqa: E731  (all but the command line)
+    assert body(rebuilt) == body(original) and "| LEAFE | 58.3 [" in rebuilt
+
+
+def test_a_cell_run_on_overlapping_splits_marks_its_numbers(tmp_path):
+    audit = {"splits": {"train": {"tasks": 4, "distinct": 4}, "test": {"tasks": 3, "distinct": 3}}, "manifest": None,
+             "pairs": [{"a": "train", "b": "test", "exact": 2, "near": 0, "overlaps": 2, "examples": []}]}  # fmt: skip
+    cell(tmp_path, "0", "leafe", runs={"base": BASE, "leafe": BETTER}, split="test", heldout={**audit, "flagged": audit["pairs"]})
+    md, data = report(tmp_path)
+    assert "| LEAFE | 58.3 [" in md and " †" in md.split("| LEAFE |")[1].split("\n")[0]
+    assert "NOT held out by content (test vs train" in md and "## Splits audit" in md
+    assert all(x["overlapping"] for x in data["pass_at_k"])
