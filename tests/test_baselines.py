@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from choice import FAMILY as CHOICE
 from leafe_recipe.envs.base import get_family, replay
 from leafe_recipe.envs.pool import expert_trajectory
+from leafe_recipe.manifest import Manifest
 from leafe_recipe.policy import Completion, Sampling
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import write_jsonl
@@ -30,6 +31,14 @@ def success_rate(model: str, n: int = 64) -> float:
     starts = [(t, s) for t in CHOICE.tasks("test", 8) for s in range(n // 8)]
     episodes = list(run_episodes(starts, CHOICE, {}, HFPolicy(model), Sampling(max_new_tokens=32, seed=1), None))
     return sum(e.success for e in episodes) / len(episodes)
+
+
+PROMPT = {"history_window": 2, "max_new_tokens": 32, "env": "choice"}
+
+
+def trained(cfg: SFTConfig) -> Path:
+    """train_checkpoint as a method calls it (its manifest says only the prompt protocol here)."""
+    return train_checkpoint(cfg, PROMPT, lambda key: Manifest(prompt=PROMPT, identity=str(key)))[0]
 
 
 def sft(model: str, files: list[Path], out: Path, **overrides) -> SFTConfig:
@@ -66,7 +75,7 @@ def test_imitation_reaches_the_experts_choice(tiny_model, base_rate, tmp_path):
     records = expert_records(CHOICE.system_prompt, expert_trajectories(CHOICE, {}, TRAIN), 2)
     assert [r["response"][0]["content"] for r in records] == ["Action: up"] * 16
     write_jsonl(tmp_path / "expert.jsonl", records)
-    checkpoint = train_checkpoint(sft(tiny_model, [tmp_path / "expert.jsonl"], tmp_path / "ck"), 2, "choice")
+    checkpoint = trained(sft(tiny_model, [tmp_path / "expert.jsonl"], tmp_path / "ck"))
     assert base_rate < 0.4 and success_rate(str(checkpoint)) >= 0.75  # the expert's choice, most of the time
 
 
@@ -165,8 +174,8 @@ def test_early_experience_reaches_the_experts_choice(variant, tiny_model, base_r
     write_jsonl(tmp_path / "expert.jsonl", expert_records(CHOICE.system_prompt, expert_trajectories(CHOICE, {}, TRAIN), 2))
     if variant == "iwm":
         write_jsonl(tmp_path / "wm.jsonl", world_model.records(CHOICE.system_prompt, found, 2))
-        world = train_checkpoint(sft(tiny_model, [tmp_path / "wm.jsonl"], tmp_path / "wm", epochs=1), 2, "choice")
-        checkpoint = train_checkpoint(sft(str(world), [tmp_path / "expert.jsonl"], tmp_path / "ck"), 2, "choice")
+        world = trained(sft(tiny_model, [tmp_path / "wm.jsonl"], tmp_path / "wm", epochs=1))
+        checkpoint = trained(sft(str(world), [tmp_path / "expert.jsonl"], tmp_path / "ck"))
     else:
         data, stats = self_reflection.records(CHOICE, found, 2, HFPolicy(tiny_model), Sampling(max_new_tokens=64), Ledger())
         assert stats["reflections"] == 16
@@ -174,7 +183,7 @@ def test_early_experience_reaches_the_experts_choice(variant, tiny_model, base_r
         if data:
             write_jsonl(tmp_path / "sr.jsonl", data)
             files.append(tmp_path / "sr.jsonl")
-        checkpoint = train_checkpoint(sft(tiny_model, files, tmp_path / "ck"), 2, "choice")
+        checkpoint = trained(sft(tiny_model, files, tmp_path / "ck"))
     assert base_rate < 0.4 and success_rate(str(checkpoint)) >= 0.75  # the expert's choice, most of the time
 
 
