@@ -26,10 +26,28 @@ from omegaconf import DictConfig, OmegaConf
 from leafe_recipe import models
 from leafe_recipe.envs.base import SPLITS, EnvFamily, Task
 from leafe_recipe.manifest import MANIFEST, Manifest
-from leafe_recipe.policy import BackendConfig, Policy, Sampling, make_policy
+from leafe_recipe.policy import Policy, Sampling, make_policy
 
 PolicyLoader = Callable[[], Policy]
 PROMPT_KEYS = ("history_window", "max_new_tokens")
+
+
+def app_defaults() -> DictConfig:
+    """hydra_conf/config.yaml as written (unresolved): where `leafe-agent` takes the defaults the app has (seed, max_concurrent)."""
+    from leafe_recipe import CONF_DIR
+
+    return OmegaConf.load(CONF_DIR / "config.yaml")
+
+
+def backend_settings(name: str) -> dict[str, Any]:
+    """hydra_conf/backend/<name>.yaml: the one home of a generation backend's settings."""
+    from leafe_recipe import CONF_DIR
+
+    path = CONF_DIR / "backend" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise ValueError(f"unknown backend {name!r}: {known}")
+    return OmegaConf.to_container(OmegaConf.load(path))
 
 
 def plain(node: Any) -> Any:
@@ -151,7 +169,7 @@ class RunContext:
 
         def load() -> Policy:
             if not loaded:
-                loaded.append(make_policy(path, BackendConfig(**plain(self.cfg.backend))))
+                loaded.append(make_policy(path, plain(self.cfg.backend)))
             return loaded[0]
 
         return load

@@ -44,13 +44,15 @@ LEAK_POLICIES = ("keep", "strip", "drop")
 
 @dataclass(frozen=True)
 class DistillConfig:
-    cf_per_task: int = 3
-    cf_only_successful: bool = True
-    reh_fraction: float = 0.2
-    history_window: int | None = 2  # the window the policy is trained and evaluated with
-    seed: int = 0
-    leak: str = "strip"  # what to do with actions that quote their experience: keep | strip | drop
-    leak_min_words: int = 6  # consecutive words of the experience that make a quote
+    """method.distill (hydra_conf/method/leafe.yaml holds every value), with the run's history window and seed."""
+
+    cf_per_task: int
+    cf_only_successful: bool
+    reh_fraction: float
+    history_window: int | None  # the window the policy is trained and evaluated with
+    seed: int
+    leak: str  # what to do with actions that quote their experience: keep | strip | drop
+    leak_min_words: int  # consecutive words of the experience that make a quote
 
     def __post_init__(self) -> None:
         if self.leak not in LEAK_POLICIES:

@@ -32,7 +32,8 @@ def evaluate(ctx: RunContext, model_path: str, label: str, load: PolicyLoader | 
     summary = _evaluate_task(ctx, model_path, label, cfg.env.name, cfg.env.eval_task, env, ctx.prompt.max_new_tokens,
                              ctx.prompt.history_window, cfg.env.env_workers, load, playbook)  # fmt: skip
     for other, override in plain(cfg.get("eval_also") or {}).items():
-        from leafe_recipe.lm_eval_plugin import env_config, task_spec
+        from leafe_recipe.envs.base import env_config
+        from leafe_recipe.lm_eval_plugin import task_spec
 
         conf = task_spec({"env": other}, {other: override or {}})
         settings = {"split": "test", "n_test": conf["n_test"], "tasks": conf["tasks"], "kwargs": conf["kwargs"]}

@@ -50,16 +50,19 @@ from leafe_recipe.rollout import in_threads, step_envs, task_key
 
 @dataclass(frozen=True)
 class ExploreConfig:
-    reflect_every: int = 4  # K: reflect on a live node every K steps; 0 = only when a node fails
-    max_depth: int = 2  # the root has depth 0; a branch is one deeper than the node it revises
-    max_branches: int = 8  # branches started per task
-    budget: int = 100  # environment steps per task
-    budget_counts_replay: bool = True  # charge the replayed prefix of each branch to the budget
-    history_window: int | None = 2
-    max_concurrent_trees: int = 64
-    env_workers: int = 1  # threads stepping environments (for sandboxed code execution)
-    max_divergence_share: float = 0.2  # stop when more of the rollbacks than this diverge on replay
-    reflection: str = "policy"  # who reflects: the policy, or the environment's oracle (an ablation's upper bound)
+    """method.explore (hydra_conf/method/leafe.yaml holds every value and says what each means),
+    with the run's history window."""
+
+    reflect_every: int  # K: reflect on a live node every K steps; 0 = only when a node fails
+    max_depth: int  # the root has depth 0; a branch is one deeper than the node it revises
+    max_branches: int  # branches started per task
+    budget: int  # environment steps per task
+    budget_counts_replay: bool  # charge the replayed prefix of each branch to the budget
+    history_window: int | None
+    max_concurrent_trees: int
+    env_workers: int  # threads stepping environments (for sandboxed code execution)
+    max_divergence_share: float  # stop when more of the rollbacks than this diverge on replay
+    reflection: str  # who reflects: the policy, or the environment's oracle (an ablation's upper bound)
 
 
 MIN_ROLLBACKS_FOR_SHARE = 20  # the divergence share is judged once this many rollbacks were tried

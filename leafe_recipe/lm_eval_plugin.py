@@ -45,8 +45,8 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.api.task import ConfigurableTask
 
-from leafe_recipe import CONF_DIR, TASKS_DIR, shard
-from leafe_recipe.envs.base import Task, get_family
+from leafe_recipe import TASKS_DIR, shard
+from leafe_recipe.envs.base import Task, env_config, get_family, known_families
 from leafe_recipe.envs.code import DatasetUnavailable
 from leafe_recipe.passk import ks_up_to, pass_at_k
 from leafe_recipe.policy import Sampling, cut_at_stop
@@ -181,18 +181,6 @@ def _playbook(path: str | None) -> str | None:
 _SPEC_KEYS = {"env", "split", "n_test", "tasks", "kwargs", "history_window", "max_new_tokens", "ks"}
 
 
-def env_config(env: str):
-    """An environment's settings as hydra_conf/env/<env>.yaml states them (unresolved): the
-    one source the `leafe` app and every lm-eval task start from."""
-    from omegaconf import OmegaConf
-
-    path = CONF_DIR / "env" / f"{env}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
-        raise LeafeEvalError(f"no environment config {path}; environments: {', '.join(known)}")
-    return OmegaConf.load(path)
-
-
 def task_spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     """What a leafe task loads and plays: the environment's config (env_config), then the
     task YAML's `dataset_kwargs.leafe`, then `--metadata` (`<env>: {...}` and the shortcut
@@ -222,7 +210,9 @@ def task_spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]
     if (override.get("tasks") or {}).get("path"):
         override["tasks"]["path"] = str(Path(os.path.expandvars(os.path.expanduser(str(override["tasks"]["path"])))).absolute())
     defaults = OmegaConf.create({"split": "test", "ks": None})
-    conf = OmegaConf.to_container(OmegaConf.merge(defaults, env_config(env), layer, override), resolve=True)
+    if (config := env_config(env)) is None:
+        raise LeafeEvalError(f"no environment config hydra_conf/env/{env}.yaml; environments: {', '.join(known_families())}")
+    conf = OmegaConf.to_container(OmegaConf.merge(defaults, config, layer, override), resolve=True)
     spec = {key: conf.get(key) for key in _SPEC_KEYS}
     spec["tasks"], spec["kwargs"] = dict(spec["tasks"] or {}), dict(spec["kwargs"] or {})
     spec["history_window_source"] = "metadata" if "history_window" in override else "task"
@@ -478,50 +468,48 @@ class LeafeAgent(LM):
         self,
         pretrained: str,
         backend: str = "hf",
-        seed: int = 0,
-        max_concurrent: int = 256,
+        seed: int | None = None,
+        max_concurrent: int | None = None,
         env_workers: int | None = None,
-        device: str | None = None,
-        dtype: str = "auto",
-        max_batch_size: int | None = None,
-        attn_implementation: str = "sdpa",
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
-        max_model_len: int | None = None,
         batch_size: Any = None,  # lm-eval passes it; every live episode is batched anyway
         trust_remote_code: bool | None = None,
         history_window: Any = _UNSET,
-        **engine_kwargs: Any,
+        **backend_args: Any,
     ) -> None:
+        """Settings not given come from where the app takes them: the backend's hydra_conf/backend/<name>.yaml,
+        and hydra_conf/config.yaml for seed and max_concurrent."""
         super().__init__()
         from leafe_recipe import models
-        from leafe_recipe.policy import BackendConfig, make_policy
+        from leafe_recipe.context import app_defaults, backend_settings
+        from leafe_recipe.policy import make_policy
 
         if backend not in ("hf", "vllm"):
             raise LeafeEvalError(f"leafe-agent: backend must be hf or vllm, got {backend!r}")
-        if backend == "hf" and engine_kwargs:
-            raise LeafeEvalError(f"leafe-agent: unknown model_args for backend=hf: {sorted(engine_kwargs)}")
+        settings = backend_settings(backend)
+        for key, value in backend_args.items():
+            if value is None or (key in ("device", "max_batch_size") and key not in settings):
+                continue  # lm-eval passes its own --device and --max_batch_size, unset or for another backend
+            if key not in settings and backend == "hf":
+                raise LeafeEvalError(f"leafe-agent: unknown model_args for backend=hf: {key!r}; valid: {sorted(set(settings) - {'name'})}")
+            if key not in settings:  # any other vllm.LLM keyword
+                settings["extra"] = {**(settings.get("extra") or {}), key: value}
+            else:  # model_args arrive as text from the command line: typed as the YAML's value
+                default = settings[key]
+                settings[key] = type(default)(value) if isinstance(default, (bool, int, float)) and isinstance(value, str) else value
         if trust_remote_code and backend == "vllm":
-            engine_kwargs["trust_remote_code"] = True
-        if backend == "hf" and device and str(device).startswith("cuda"):
+            settings["extra"] = {**(settings.get("extra") or {}), "trust_remote_code": True}
+        device = str(settings.get("device") or "")
+        if backend == "hf" and device.startswith("cuda"):
             import torch
 
             if not torch.cuda.is_available():  # lm-eval passes --device (default cuda:0) as is
                 log.info("leafe-agent: device %s requested but CUDA is not available; using the CPU", device)
-                device = None
-        config = BackendConfig(
-            name=backend,
-            device=str(device) if device else "auto",
-            dtype=str(dtype),
-            max_batch_size=int(max_batch_size) if max_batch_size else 64,
-            attn_implementation=str(attn_implementation),
-            tensor_parallel_size=int(tensor_parallel_size),
-            gpu_memory_utilization=float(gpu_memory_utilization),
-            max_model_len=int(max_model_len) if max_model_len else None,
-            extra=engine_kwargs,
-        )
+                settings["device"] = "auto"
+        app = app_defaults()
         path = models.resolve(str(pretrained))
-        self._setup(make_policy(path, config), str(pretrained), backend, seed, max_concurrent, env_workers)
+        seed = app.seed if seed is None else seed
+        max_concurrent = app.max_concurrent if max_concurrent is None else max_concurrent
+        self._setup(make_policy(path, settings), str(pretrained), backend, seed, max_concurrent, env_workers)
         manifest = models.manifest_of(path)
         self._set_window(history_window, manifest.prompt if manifest is not None else None)
 
@@ -609,7 +597,7 @@ class LeafeAgent(LM):
         plain: list[int] = []
         repeat: dict[tuple, int] = {}  # a doc's requests come `repeats` times: the k-th is its k-th sample
         for i, req in enumerate(requests):
-            context, gen_kwargs = req.args[0], req.args[1]
+            gen_kwargs = req.args[1]
             if _is_leafe_doc(req.doc):
                 settings = req.doc["settings"]
                 ks = json.loads(settings).get("ks")

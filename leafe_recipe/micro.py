@@ -74,14 +74,14 @@ class MicroConfig:
 
 
 def sokoban_settings() -> dict[str, Any]:
-    """The rooms, episode length and prompt window it learns and is measured with: the Sokoban
-    env config (hydra_conf/env/sokoban.yaml) as the micro study sets it
-    (hydra_conf/experiment/micro_sokoban.yaml), the one source the study and the model share."""
+    """The rooms, episode length and prompt protocol it learns and is measured with: the Sokoban
+    env config (hydra_conf/env/sokoban.yaml) at scale=micro (hydra_conf/env_scale/sokoban_micro.yaml),
+    the one source the study and the model share."""
     from omegaconf import OmegaConf
 
     from leafe_recipe import CONF_DIR
 
-    study = OmegaConf.load(CONF_DIR / "experiment" / "micro_sokoban.yaml").env
+    study = OmegaConf.load(CONF_DIR / "env_scale" / "sokoban_micro.yaml")
     env = OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(CONF_DIR / "env" / "sokoban.yaml"), study), resolve=True)
     return {"tasks": env["tasks"], "max_steps": env["kwargs"]["max_steps"], "history_window": env["history_window"],
             "max_new_tokens": env["max_new_tokens"]}  # fmt: skip
@@ -262,7 +262,7 @@ def build(directory: Path | None = None, config: MicroConfig = MicroConfig(), me
 
     from leafe_recipe.manifest import write
     from leafe_recipe.records import write_jsonl
-    from leafe_recipe.train import SFTConfig, train
+    from leafe_recipe.train import SFTConfig, sft_defaults, train
 
     print(f"[micro] building the micro model into {target} (minutes on 2 cores, once)", flush=True)
     rng = random.Random(config.seed)
@@ -299,11 +299,11 @@ def build(directory: Path | None = None, config: MicroConfig = MicroConfig(), me
     print(f"[micro] {len(examples)} examples from {config.rooms} rooms; tokenizer of {len(tokenizer)} tokens, prompts "
           f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)  # fmt: skip
-    sft = SFTConfig(
-        model=str(init), datasets=[str(data)], output_dir=str(staging / "model"), learning_rate=config.learning_rate,
-        epochs=config.epochs, train_batch_size=config.batch_size, micro_train_batch_size=config.micro_batch_size,
-        max_len=config.max_len, zero_stage=0, seed=config.seed,
-    )  # fmt: skip
+    sft = SFTConfig(**{
+        **sft_defaults(), "model": str(init), "datasets": [str(data)], "output_dir": str(staging / "model"), "zero_stage": 0,
+        "learning_rate": config.learning_rate, "epochs": config.epochs, "train_batch_size": config.batch_size,
+        "micro_train_batch_size": config.micro_batch_size, "max_len": config.max_len, "seed": config.seed,
+    })  # fmt: skip
     trained = train(sft)
     build_s = time.monotonic() - start
     report = {"build_key": version, "config": asdict(config), "examples": len(examples), "build_seconds": round(build_s)}

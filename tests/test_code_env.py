@@ -18,15 +18,11 @@ from omegaconf import OmegaConf
 
 from conftest import NEEDS_MBPP, NEEDS_SANDBOXFUSION, REPO, SHARED_DATA
 from leafe_recipe.envs.base import ReplayDivergence, Task, get_family, replay
-from leafe_recipe.envs.code import (
-    CodeEnv,
-    DatasetUnavailable,
-    codecontests_tasks,
-    expert_action,
-    extract_code,
-    humaneval_tasks,
-    mbpp_tasks,
-)
+from leafe_recipe.envs.code import DatasetUnavailable, expert_action, extract_code
+
+# The families as the app builds them: settings not given here are their env configs' (hydra_conf/env/).
+CodeEnv = get_family("codecontests").make
+codecontests_tasks, mbpp_tasks, humaneval_tasks = (get_family(name).tasks for name in ("codecontests", "mbpp", "humaneval"))
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "codecontests_small.jsonl"
@@ -442,8 +438,9 @@ def test_a_missing_local_file_is_a_clear_error(tmp_path):
 
 def test_the_hub_offline_is_a_clear_error():
     script = (
-        "from leafe_recipe.envs.code import DatasetUnavailable, codecontests_tasks, mbpp_tasks\n"
-        "for load in (lambda: codecontests_tasks('test', 1), lambda: mbpp_tasks('test', 1)):\n"
+        "from leafe_recipe.envs.base import get_family\n"
+        "from leafe_recipe.envs.code import DatasetUnavailable\n"
+        "for load in (lambda: get_family('codecontests').tasks('test', 1), lambda: get_family('mbpp').tasks('test', 1)):\n"
         "    try:\n"
         "        load()\n"
         "    except DatasetUnavailable as err:\n"

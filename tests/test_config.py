@@ -1,15 +1,18 @@
-from hydra import compose, initialize_config_dir
+"""The config: every default in one home, presets that compose with every environment, and the
+paper's experiments cell by cell."""
 
+import dataclasses
+import inspect
+
+import pytest
+from omegaconf import OmegaConf
+
+from helpers import compose as config
 from leafe_recipe import CONF_DIR
 from leafe_recipe.distill import DistillConfig
+from leafe_recipe.envs.base import get_family, known_families
 from leafe_recipe.explore import ExploreConfig
-from leafe_recipe.policy import BackendConfig
 from leafe_recipe.train import SFTConfig
-
-
-def config(*overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("config", overrides=list(overrides))
 
 
 def test_the_paper_codecontests_setting_is_a_config_not_a_code_path():
@@ -33,17 +36,62 @@ def test_method_leafe_defaults_are_the_papers_sft_settings():
 
 def test_every_config_group_builds_its_dataclass():
     """A key in a YAML that its dataclass does not take would fail here, not deep in a run."""
-    for backend in ("hf", "vllm"):
-        BackendConfig(**config(f"backend={backend}").backend)
     leafe = config("method=leafe", "experiment=smoke").method
-    ExploreConfig(**leafe.explore)
-    DistillConfig(**leafe.distill)
+    ExploreConfig(**leafe.explore, history_window=2)
+    DistillConfig(**leafe.distill, history_window=2, seed=0)
     SFTConfig(model="m", datasets=["d"], output_dir="o", **leafe.sft)
 
 
+def _defaulted(fn) -> dict:
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.default is not p.empty}
+
+
+def test_every_default_has_one_home():
+    """A value the YAML holds is not written again in code, where a user's override would miss it;
+    where two forms are unavoidable (an API's own defaults), the test holds them equal."""
+    blocks = {ExploreConfig: "explore", DistillConfig: "distill", SFTConfig: "sft"}
+    leafe = OmegaConf.load(CONF_DIR / "method" / "leafe.yaml")
+    for cls, block in blocks.items():
+        written_twice = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING} & set(leafe[block])
+        assert not written_twice, (cls.__name__, written_twice)
+    for name in [n for n in known_families() if (CONF_DIR / "env" / f"{n}.yaml").exists()]:
+        family, env = get_family(name), OmegaConf.load(CONF_DIR / "env" / f"{name}.yaml")
+        assert not set(_defaulted(family.make.__wrapped__)) & set(env.kwargs), name
+        assert not set(_defaulted(family.tasks.__wrapped__)) & set(env.tasks or {}), name
+    from leafe_recipe.policy import Sampling
+    from leafe_recipe.policy.hf import HFPolicy
+
+    sampling = config().sampling
+    assert {k: getattr(Sampling(), k) for k in sampling} == {**sampling, "stop": ()}
+    hf = OmegaConf.load(CONF_DIR / "backend" / "hf.yaml")
+    assert {k: v for k, v in _defaulted(HFPolicy.__init__).items()} == {k: v for k, v in hf.items() if k != "name"}
+
+
+PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_with_every_environment(preset):
+    """Its environment-specific part lives with the environment (env_scale/<env>_<scale>.yaml), so a
+    preset that does not choose its environment runs on any: every env.kwargs and env.tasks key is
+    one the environment takes."""
+    pinned = "override /env" in (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
+    for name in [None] if pinned else [n for n in known_families() if (CONF_DIR / "env" / f"{n}.yaml").exists()]:
+        cfg = config(f"experiment={preset}", *([f"env={name}"] if name else []))
+        family = get_family(cfg.env.name)
+        inspect.signature(family.make.__wrapped__).bind(**cfg.env.kwargs)
+        inspect.signature(family.tasks.__wrapped__).bind("test", 1, **(cfg.env.tasks or {}))
+
+
+def test_every_method_names_its_entry_point_in_its_yaml():
+    from leafe_recipe.pipeline import method_entry
+
+    for path in sorted((CONF_DIR / "method").glob("*.yaml")):
+        assert callable(method_entry(config(f"method={path.stem}"))), path.stem
+
+
 def hydra_config(*overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("config", overrides=list(overrides), return_hydra_config=True)
+    return config(*overrides, hydra=True)
 
 
 def test_every_paper_experiment_composes_for_every_cell_of_its_sweep():

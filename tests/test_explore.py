@@ -1,7 +1,8 @@
 import pytest
 
 from leafe_recipe.envs.base import get_family
-from leafe_recipe.explore import ExploreConfig, explore
+from leafe_recipe.explore import explore
+from helpers import explore_config
 from leafe_recipe.policy import Sampling
 from leafe_recipe.prompts import EXPERIENCE_HEADER
 from leafe_recipe.records import read_jsonl
@@ -13,7 +14,7 @@ ENV = {"max_steps": 6}
 
 
 def run(tmp_path, policy, tasks=TASKS, **cfg):
-    config = ExploreConfig(**{"reflect_every": 0, "history_window": None, **cfg})
+    config = explore_config(**{"reflect_every": 0, "history_window": None, **cfg})
     path = explore(tasks, SOKOBAN, ENV, policy, Sampling(), Sampling(max_new_tokens=64), config, tmp_path / "trees.jsonl")
     return list(read_jsonl(path))
 
@@ -213,7 +214,7 @@ def _noisy_family(canonical=None):
 
 
 def test_a_divergent_replay_drops_the_branch_and_exploration_goes_on(tmp_path):
-    config = ExploreConfig(reflect_every=0, history_window=None, max_divergence_share=1.0)
+    config = explore_config(reflect_every=0, history_window=None, max_divergence_share=1.0)
     path = explore(TASKS, _noisy_family(), ENV, Scripted(), Sampling(), Sampling(), config, tmp_path / "trees.jsonl")
     trees = list(read_jsonl(path))
     assert len(trees) == 3
@@ -227,7 +228,7 @@ def test_a_canonicaliser_makes_an_unordered_listing_replay(tmp_path):
         head, _, sounds = obs.partition("\nYou hear: ")
         return head + "|" + ",".join(sorted(sounds.split(", ")))
 
-    config = ExploreConfig(reflect_every=0, history_window=None)
+    config = explore_config(reflect_every=0, history_window=None)
     path = explore(TASKS, _noisy_family(canonical), ENV, Scripted(), Sampling(), Sampling(), config, tmp_path / "t.jsonl")
     for tree in read_jsonl(path):
         assert tree["ledger"]["replay_divergences"] == 0 and tree["nodes"][1]["end"] == "success"
@@ -237,7 +238,7 @@ def test_too_many_divergences_stop_with_a_clear_error_and_keep_the_finished_tree
     from leafe_recipe.explore import MIN_ROLLBACKS_FOR_SHARE, ExplorationError
 
     tasks = SOKOBAN.tasks("train", MIN_ROLLBACKS_FOR_SHARE + 5)
-    config = ExploreConfig(reflect_every=0, history_window=None, max_divergence_share=0.5, max_concurrent_trees=1)
+    config = explore_config(reflect_every=0, history_window=None, max_divergence_share=0.5, max_concurrent_trees=1)
     with pytest.raises(ExplorationError, match=r"20 of 20 rollbacks \(100%\) diverged.*max_divergence_share=0.5.*canonicaliser"):
         explore(tasks, _noisy_family(), ENV, Scripted(), Sampling(), Sampling(), config, tmp_path / "trees.jsonl")
     assert len(list(read_jsonl(tmp_path / "trees.jsonl"))) == MIN_ROLLBACKS_FOR_SHARE
@@ -265,4 +266,4 @@ def test_oracle_reflection_needs_an_environment_with_an_oracle(tmp_path):
 
     with pytest.raises(ExplorationError, match="has no oracle"):
         explore(TASKS, replace(SOKOBAN, oracle_reflection=None), ENV, Scripted(), Sampling(), Sampling(),
-                ExploreConfig(reflection="oracle"), tmp_path / "t.jsonl")  # fmt: skip
+                explore_config(reflection="oracle"), tmp_path / "t.jsonl")  # fmt: skip

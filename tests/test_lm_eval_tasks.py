@@ -54,10 +54,10 @@ OFFLINE = {"mbpp_path": str(MBPP), "codecontests_path": str(SMALL_CC), "sokoban"
 
 def needs_simulator(name: str):
     """A task whose simulator is missing here is skipped with the reason (WebShop is not installable offline)."""
-    from leafe_recipe.envs.base import FAMILIES, EnvUnavailable, get_family
+    from leafe_recipe.envs.base import EnvUnavailable, env_config, get_family
 
     env = name.removeprefix("leafe_").split("_")[0]
-    if FAMILIES[env][1] is None:  # built in: nothing to install
+    if not env_config(env).get("extra"):  # built in: nothing to install
         return
     try:
         get_family(env).tasks("test", 1, **plugin.task_spec({"env": env}, {})["tasks"])

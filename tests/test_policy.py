@@ -1,6 +1,7 @@
 import pytest
 
-from leafe_recipe.policy import BackendConfig, Sampling, cut_at_stop, make_policy
+from leafe_recipe.context import backend_settings
+from leafe_recipe.policy import Sampling, cut_at_stop, make_policy
 from leafe_recipe.policy.hf import HFPolicy
 
 CONV = [{"role": "system", "content": "You play Sokoban."}, {"role": "user", "content": "Move."}]
@@ -60,12 +61,12 @@ def test_stop_strings_are_cut_off_like_vllm():
 
 def test_vllm_backend_without_vllm_or_gpu_says_what_to_do(tiny_model):
     with pytest.raises(RuntimeError, match="backend=vllm needs vLLM and a CUDA GPU.*use backend=hf"):
-        make_policy(tiny_model, BackendConfig(name="vllm"))
+        make_policy(tiny_model, backend_settings("vllm"))
 
 
 def test_unknown_backend_is_an_error():
     with pytest.raises(ValueError, match="unknown backend 'jax'"):
-        make_policy("tiny", BackendConfig(name="jax"))
+        make_policy("tiny", {"name": "jax"})
 
 
 def test_a_checkpoints_own_sampling_knobs_are_neutralised(tiny_model, tmp_path):

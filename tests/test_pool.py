@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from helpers import explore_config
 from leafe_recipe.envs.base import get_family
 from leafe_recipe.envs.pool import EnvCrashed, EnvPool, ProcessEnv
-from leafe_recipe.explore import ExploreConfig, explore
+from leafe_recipe.explore import explore
 from leafe_recipe.policy import Sampling
 from leafe_recipe.records import read_jsonl
 from leafe_recipe.rollout import run_episodes
@@ -63,7 +64,7 @@ def test_episodes_share_a_capped_pool_and_every_one_is_played(counted):
 
 
 def test_exploration_waits_for_environments_instead_of_dropping_branches(counted, tmp_path):
-    config = ExploreConfig(reflect_every=0, history_window=None)
+    config = explore_config(reflect_every=0, history_window=None)
 
     def trees(family, name):
         path = explore(TASKS, family, {"max_steps": 6}, Scripted(), Sampling(), Sampling(), config, tmp_path / name)

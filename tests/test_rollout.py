@@ -30,7 +30,7 @@ class PlanPolicy:
 
 def test_one_generate_call_per_turn_carries_every_live_episode(tmp_path):
     tasks = SOKOBAN.tasks("test", 3)
-    policy = PlanPolicy(tasks, SOKOBAN.make(), wrong_first=True)
+    policy = PlanPolicy(tasks, SOKOBAN.make(max_steps=20), wrong_first=True)
     path = rollout(tasks, 2, SOKOBAN, {"max_steps": 20}, policy, Sampling(), tmp_path / "t.jsonl")
     longest = max(len(solve(t.data["grid"])) for t in tasks) + 1
     assert len(policy.batches) == longest  # one call per turn, not per episode
@@ -48,7 +48,7 @@ def test_one_generate_call_per_turn_carries_every_live_episode(tmp_path):
 
 def test_max_concurrent_bounds_the_batch_and_still_plays_everything(tmp_path):
     tasks = SOKOBAN.tasks("test", 4)
-    policy = PlanPolicy(tasks, SOKOBAN.make())
+    policy = PlanPolicy(tasks, SOKOBAN.make(max_steps=20))
     path = rollout(tasks, 3, SOKOBAN, {"max_steps": 20}, policy, Sampling(), tmp_path / "t.jsonl", max_concurrent=5)
     assert max(policy.batches) == 5
     assert sum(r["c"] for r in read_jsonl(path)) == 12

@@ -1,7 +1,8 @@
 """method=search_compare: three ways of spending one budget on the train tasks (the paper's Table 3)."""
 
+from helpers import explore_config
 from leafe_recipe.envs.base import get_family
-from leafe_recipe.explore import ExploreConfig, explore
+from leafe_recipe.explore import explore
 from leafe_recipe.policy import Sampling
 from leafe_recipe.prompts import EXPERIENCE_HEADER
 from leafe_recipe.records import read_jsonl
@@ -48,7 +49,7 @@ def test_refinement_puts_the_previous_attempts_feedback_in_the_prompt_and_stops_
 
 def test_the_tree_s_attempts_are_its_nodes_in_the_order_they_started_with_their_replays(tmp_path):
     trees = tmp_path / "trees.jsonl"
-    config = ExploreConfig(reflect_every=0, max_depth=1, max_branches=2, budget=30, history_window=2)
+    config = explore_config(reflect_every=0, max_depth=1, max_branches=2, budget=30, history_window=2)
     explore(tasks(1), FAMILY, KWARGS, Scripted(reflection="Rollback step: 2\nExperience: push it"), S, S, config, trees)
     [record] = tree_attempts(trees, 30)
     tree = next(read_jsonl(trees))

@@ -3,10 +3,10 @@
 import pytest
 
 from leafe_recipe.envs.base import ReplayDivergence, Task, get_family, replay
+from leafe_recipe.envs import sokoban as envs_sokoban
 from leafe_recipe.envs.sokoban import (
     LEGEND,
     RoomSpaceTooSmall,
-    SokobanEnv,
     fatal_step,
     generate_room,
     parse_action,
@@ -14,9 +14,11 @@ from leafe_recipe.envs.sokoban import (
     room_fingerprint,
     share_of,
     solve,
-    sokoban_tasks,
     symmetries,
 )
+
+# The family as the app builds it: settings not given here are its env config's (hydra_conf/env/sokoban.yaml).
+SokobanEnv, sokoban_tasks = get_family("sokoban").make, get_family("sokoban").tasks
 
 # Hand-made rooms with their optimal plan lengths (None: unsolvable).
 STRAIGHT = ["#######", "#@ $ .#", "#######"]  # walk once, push twice
@@ -45,7 +47,7 @@ def task_for(grid: list[str]) -> Task:
     return Task(env="sokoban", id="hand", data={"seed": -1, "grid": grid, "optimal_len": len(solve(grid) or [])})
 
 
-def play(env: SokobanEnv, task: Task, actions: list[str]) -> list[str]:
+def play(env, task: Task, actions: list[str]) -> list[str]:
     observations = [env.reset(task)]
     observations += [env.step(a).observation for a in actions]
     return observations
@@ -103,7 +105,7 @@ def test_bad_split_and_impossible_parameters_raise_value_error():
 
 def test_family_is_registered():
     family = get_family("sokoban")
-    assert family.make.__wrapped__ is SokobanEnv and family.tasks.__wrapped__ is sokoban_tasks  # (keyword-checked)
+    assert family.make.__wrapped__ is envs_sokoban.SokobanEnv and family.tasks.__wrapped__ is envs_sokoban.sokoban_tasks  # (keyword-checked)
     assert "Sokoban" in family.system_prompt
 
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers import sft_config
 from leafe_recipe.train import (
     CPU_SHIM,
     SFTConfig,
@@ -58,7 +59,7 @@ def test_mixture_probabilities_come_from_beta(d_cf, d_reh, tmp_path):
 
 
 def test_gpu_command_is_openrlhfs_deepspeed_launch_with_dotted_flags():
-    cfg = SFTConfig(model="Qwen/Qwen2.5-1.5B-Instruct", datasets=["cf.jsonl", "reh.jsonl"],
+    cfg = sft_config(model="Qwen/Qwen2.5-1.5B-Instruct", datasets=["cf.jsonl", "reh.jsonl"],
                     dataset_probs=[2 / 3, 1 / 3], output_dir="/ckpt/leafe")  # fmt: skip
     assert sft_command(cfg, num_gpus=8) == [
         str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "8", "--module", "openrlhf.cli.train_sft",
@@ -82,7 +83,7 @@ def test_gpu_command_is_openrlhfs_deepspeed_launch_with_dotted_flags():
 
 
 def test_cpu_command_runs_this_module_with_sdpa_and_every_option():
-    cfg = SFTConfig(model="/models/base", datasets=["cf.jsonl"], output_dir="out", learning_rate=1e-3, epochs=1,
+    cfg = sft_config(model="/models/base", datasets=["cf.jsonl"], output_dir="out", learning_rate=1e-3, epochs=1,
                     train_batch_size=4, micro_train_batch_size=2, max_len=256, zero_stage=0, lora_rank=4,
                     lora_alpha=8, target_modules=["q_proj", "v_proj"], gradient_checkpointing=True, seed=7,
                     bf16=False, max_samples=100, extra_args=["--max_norm", "0.5"])  # fmt: skip
@@ -117,7 +118,7 @@ def test_cpu_command_runs_this_module_with_sdpa_and_every_option():
         "--ds.param_dtype", "fp16",
     ]  # fmt: skip
     with pytest.raises(ValueError):
-        SFTConfig(model="m", datasets=["a", "b"], dataset_probs=[1.0], output_dir="out")
+        sft_config(model="m", datasets=["a", "b"], dataset_probs=[1.0], output_dir="out")
 
 
 def test_flash_attn_stand_in_imports_but_refuses_to_run():
@@ -160,7 +161,7 @@ def small_run(tiny_model: str, datasets: list[str], output_dir: Path, **override
     """A few optimizer steps of the tiny model: 1 epoch, micro batch 2, global batch 4 (the first
     step has lr 0, the start of the warmup, so a run needs two)."""
     settings = dict(learning_rate=1e-3, epochs=1, train_batch_size=4, micro_train_batch_size=2, max_len=256)
-    return SFTConfig(model=tiny_model, datasets=datasets, output_dir=str(output_dir), **{**settings, **overrides})
+    return sft_config(model=tiny_model, datasets=datasets, output_dir=str(output_dir), **{**settings, **overrides})
 
 
 def changed_parameters(before: str | Path, after: str | Path) -> list[str]:
@@ -220,7 +221,7 @@ def test_the_batch_check_counts_the_examples_openrlhf_trains_on(tiny_model, tmp_
     from openrlhf.datasets.utils import blending_datasets
     from transformers import AutoTokenizer
 
-    from leafe_recipe.train import SFTConfig, TrainingDataError, check_batch, data_per_epoch
+    from leafe_recipe.train import TrainingDataError, check_batch, data_per_epoch
 
     def record(chars):
         return json.dumps({"prompt": [{"role": "user", "content": "x" * chars}], "response": [{"role": "assistant", "content": "y"}]})
@@ -232,12 +233,12 @@ def test_the_batch_check_counts_the_examples_openrlhf_trains_on(tiny_model, tmp_
     args = SimpleNamespace(use_ms=False, data=SimpleNamespace(input_key="prompt", output_key="response", apply_chat_template=True))
     strategy = SimpleNamespace(print=lambda *a: None, is_rank_0=lambda: False, args=args)
     for probs in ([0.5, 0.5], [0.25, 0.75], None):
-        cfg = SFTConfig(model=tiny_model, datasets=[str(cf), str(reh)], output_dir=str(tmp_path), dataset_probs=probs, max_len=256)
+        cfg = sft_config(model=tiny_model, datasets=[str(cf), str(reh)], output_dir=str(tmp_path), dataset_probs=probs, max_len=256)
         blended = blending_datasets(f"{cf},{reh}", probs and ",".join(map(str, probs)), strategy, cfg.seed)
         kept = SFTDataset(blended, tokenizer, cfg.max_len, strategy, num_processors=1)
         assert data_per_epoch(cfg) == (len(blended), len(kept)), probs
-    cfg = SFTConfig(model=tiny_model, datasets=[str(cf)], output_dir=str(tmp_path), max_len=256, train_batch_size=8, micro_train_batch_size=4)
+    cfg = sft_config(model=tiny_model, datasets=[str(cf)], output_dir=str(tmp_path), max_len=256, train_batch_size=8, micro_train_batch_size=4)
     with pytest.raises(TrainingDataError, match=r"4 training examples per epoch .*3 of 7 of them dropped as longer than method.sft.max_len=256.* one batch of 8"):
         check_batch(cfg, world_size=1)
-    small = SFTConfig(model=tiny_model, datasets=[str(cf)], output_dir=str(tmp_path), max_len=256, train_batch_size=4, micro_train_batch_size=2)
+    small = sft_config(model=tiny_model, datasets=[str(cf)], output_dir=str(tmp_path), max_len=256, train_batch_size=4, micro_train_batch_size=2)
     assert check_batch(small, 1) == 4

@@ -26,7 +26,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from baselines.imitation import expert_records, expert_trajectories

@@ -103,7 +103,7 @@ def _seed(task: Task) -> int:
 
 
 class AlfWorldEnv:
-    def __init__(self, max_steps: int = 50) -> None:
+    def __init__(self, max_steps: int) -> None:
         self.max_steps = int(max_steps)
         self._engine = None
         self._game: str | None = None
@@ -172,7 +172,7 @@ def data_root(data: str | None) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(root)))
 
 
-def alfworld_tasks(split: str, n: int | None, data: str | None = None, task_types: list[str] | None = None) -> list[Task]:
+def alfworld_tasks(split: str, n: int | None, data: str | None, task_types: list[str] | None) -> list[Task]:
     """The first n games of a split, round-robin over its task types (sorted within each), so
     that a small n covers every type; optionally only `task_types`. Without the train games
     (only the evaluation ones at hand), the seen games are both pools, carved by content: a fixed

@@ -108,26 +108,15 @@ class EnvUnavailable(Unavailable):
 
 REGISTRY: dict[str, EnvFamily] = {}
 
-# Where each built-in family lives (imported on first use, so that importing the package does
-# not start simulators or import optional dependencies), and the pyproject extra it needs.
-FAMILIES: dict[str, tuple[str, str | None]] = {
-    "sokoban": ("leafe_recipe.envs.sokoban", None),
-    "codecontests": ("leafe_recipe.envs.code", None),
-    "mbpp": ("leafe_recipe.envs.code", None),
-    "humaneval": ("leafe_recipe.envs.code", None),
-    "scienceworld": ("leafe_recipe.envs.scienceworld", "scienceworld"),
-    "alfworld": ("leafe_recipe.envs.alfworld", "alfworld"),
-    "webshop": ("leafe_recipe.envs.webshop", "webshop"),
-}
-
 
 class EnvConfigError(ValueError):
     """An env.tasks or env.kwargs key the family does not take; the message lists the ones it does."""
 
 
-def _checked(fn: Callable, what: str) -> Callable:
-    """`fn` whose keyword arguments are checked against its signature first, so a wrong config
-    key is named with the valid ones rather than failing somewhere inside."""
+def _checked(fn: Callable, what: str, defaults: dict[str, Any]) -> Callable:
+    """`fn` with its keyword arguments' values from the env config (`defaults`: the one place they
+    are written), checked against its signature first, so a wrong config key is named with the
+    valid ones rather than failing somewhere inside."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -135,10 +124,11 @@ def _checked(fn: Callable, what: str) -> Callable:
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
+        kwargs = {**defaults, **kwargs}
         try:
             signature.bind(*args, **kwargs)
         except TypeError as err:
-            valid = [p.name for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY or p.default is not p.empty]
+            valid = [p.name for p in list(signature.parameters.values())[len(args) :] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
             raise EnvConfigError(f"{what}: {err}; valid keys: {', '.join(valid)}") from None
         return fn(*args, **kwargs)
 
@@ -151,25 +141,52 @@ SPLITS = ("train", "validation", "test")
 
 
 def register(name: str, family: EnvFamily) -> None:
+    """Register a family; its environment's and task loader's settings default to its env config's
+    `kwargs` and `tasks` (hydra_conf/env/<name>.yaml), where it has one: the one home of those values."""
+    from omegaconf import OmegaConf
+
     if family.fingerprint is None:
         raise ValueError(f"environment family {name!r} needs a fingerprint (EnvFamily.fingerprint): what makes two of "
                          "its tasks the same problem, for the held-out checks")  # fmt: skip
+    config = env_config(name)
+    settings = lambda key: dict(OmegaConf.to_container(config[key], resolve=True) or {}) if config is not None and key in config else {}  # noqa: E731
     REGISTRY[name] = dataclasses.replace(
-        family, name=name, make=_checked(family.make, f"env.kwargs of {name}"), tasks=_checked(family.tasks, f"env.tasks of {name}")
-    )
+        family, name=name, make=_checked(family.make, f"env.kwargs of {name}", settings("kwargs")),
+        tasks=_checked(family.tasks, f"env.tasks of {name}", settings("tasks")),
+    )  # fmt: skip
+
+
+def env_config(name: str) -> Any:
+    """hydra_conf/env/<name>.yaml as written, unresolved (an OmegaConf node: the one source the `leafe`
+    app and every lm-eval task start from; its `module` registers the family, `extra` names the
+    pyproject extra its simulator needs), or None where there is none."""
+    from omegaconf import OmegaConf
+
+    from leafe_recipe import CONF_DIR
+
+    path = CONF_DIR / "env" / f"{name}.yaml"
+    return OmegaConf.load(path) if path.is_file() else None
+
+
+def known_families() -> list[str]:
+    from leafe_recipe import CONF_DIR
+
+    return sorted({p.stem for p in (CONF_DIR / "env").glob("*.yaml")} | set(REGISTRY))
 
 
 def get_family(name: str) -> EnvFamily:
-    if name not in REGISTRY and name in FAMILIES:
-        importlib.import_module(FAMILIES[name][0])
+    """The registered family `name`, importing the module its env config names on first use (so
+    importing the package starts no simulator and needs no optional dependency)."""
+    if name not in REGISTRY and (config := env_config(name)) is not None:
+        importlib.import_module(config["module"])
     if name not in REGISTRY:
-        raise KeyError(f"unknown environment {name!r}; environments: {', '.join(sorted(set(FAMILIES) | set(REGISTRY)))}")
+        raise KeyError(f"unknown environment {name!r}; environments: {', '.join(known_families())}")
     return REGISTRY[name]
 
 
 def needs_extra(name: str, module: str, err: ImportError) -> EnvUnavailable:
     """The error for a family whose optional dependency is missing, naming the extra to install."""
-    extra = FAMILIES.get(name, (None, name))[1]
+    extra = (env_config(name) or {}).get("extra") or name
     return EnvUnavailable(
         f"the {name} environment needs {module!r}, which is not installed ({err}). Install it with "
         f"`pip install -e '.[{extra}]'` (see the README's environment section)"

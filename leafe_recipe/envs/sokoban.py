@@ -443,7 +443,7 @@ class SokobanEnv:
     """One Sokoban episode at a time; the state is rebuilt from the task's grid on reset,
     so the same task and actions always give the same observations."""
 
-    def __init__(self, max_steps: int = 20) -> None:
+    def __init__(self, max_steps: int) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         self.max_steps = max_steps
@@ -586,12 +586,7 @@ def _split_rooms(split: str, n: int, dim: tuple[int, int], num_boxes: int, wall_
 
 
 def sokoban_tasks(
-    split: str,
-    n: int,
-    dim: tuple[int, int] | list[int] = (6, 6),
-    num_boxes: int = 1,
-    wall_density: float = 0.15,
-    min_solution_len: int = 4,
+    split: str, n: int, dim: tuple[int, int] | list[int], num_boxes: int, wall_density: float, min_solution_len: int
 ) -> list[Task]:
     """`n` distinct rooms of a split (train, validation, test, or build: the rooms this project's
     own models are built from), disjoint by content from every other split (see SHARES). Task

@@ -106,8 +106,7 @@ def _browser(root: str | None, num_products: int | None, file_path: str | None, 
 
 
 class WebShopEnv:
-    def __init__(self, max_steps: int = 15, root: str | None = None, num_products: int | None = None,
-                 file_path: str | None = None, seed: int = 42) -> None:  # fmt: skip
+    def __init__(self, max_steps: int, root: str | None, num_products: int | None, file_path: str | None, seed: int) -> None:
         self.max_steps = int(max_steps)
         self._sim = _browser(root, num_products, file_path, seed)
         self._steps, self._done, self._actions = 0, True, []
@@ -144,8 +143,7 @@ class WebShopEnv:
         """The store is shared by the process's environments (see _SERVERS)."""
 
 
-def webshop_tasks(split: str, n: int | None, root: str | None = None, num_products: int | None = None,
-                  file_path: str | None = None, seed: int = 42) -> list[Task]:  # fmt: skip
+def webshop_tasks(split: str, n: int | None, root: str | None, num_products: int | None, file_path: str | None, seed: int) -> list[Task]:
     if split not in SPLITS:
         raise ValueError(f"unknown WebShop split {split!r}; splits: {', '.join(SPLITS)}")
     goals = _browser(root, num_products, file_path, seed).server.goals

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from leafe_recipe.prompts import Message
@@ -68,46 +68,21 @@ def per_conversation(sampling: Sampling | list[Sampling], n: int) -> list[Sampli
     return list(sampling)
 
 
-@dataclass
-class BackendConfig:
-    """The `backend` config group; the keys a backend does not use are ignored by it."""
-
-    name: str = "hf"
-    device: str = "auto"
-    dtype: str = "auto"
-    max_batch_size: int = 64
-    attn_implementation: str = "sdpa"
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    max_model_len: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def make_policy(path: str, backend: BackendConfig) -> Policy:
-    """Build the backend named by `backend.name` for a hub id or a local directory
-    (the callers resolve `tiny` and the other built-in model names first)."""
-    if backend.name == "hf":
+def make_policy(path: str, backend: dict[str, Any]) -> Policy:
+    """Build the backend named by `backend["name"]` (a hydra_conf/backend/<name>.yaml block: the one
+    home of its settings) for a hub id or a local directory (the callers resolve `tiny` and the
+    other built-in model names first)."""
+    settings = {k: v for k, v in backend.items() if k != "name"}
+    if backend.get("name") == "hf":
         from leafe_recipe.policy.hf import HFPolicy
 
-        return HFPolicy(
-            path,
-            device=backend.device,
-            dtype=backend.dtype,
-            max_batch_size=backend.max_batch_size,
-            attn_implementation=backend.attn_implementation,
-        )
-    if backend.name == "vllm":
+        return HFPolicy(path, **settings)
+    if backend.get("name") == "vllm":
         from leafe_recipe.policy.vllm import VLLMPolicy
 
-        return VLLMPolicy(
-            path,
-            tensor_parallel_size=backend.tensor_parallel_size,
-            gpu_memory_utilization=backend.gpu_memory_utilization,
-            max_model_len=backend.max_model_len,
-            dtype=backend.dtype,
-            **backend.extra,
-        )
-    raise ValueError(f"unknown backend {backend.name!r}: use hf or vllm")
+        extra = settings.pop("extra", None) or {}
+        return VLLMPolicy(path, **settings, **extra)
+    raise ValueError(f"unknown backend {backend.get('name')!r}: use hf or vllm (hydra_conf/backend/)")
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
