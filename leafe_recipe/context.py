@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from leafe_recipe import models
 from leafe_recipe.envs.base import SPLITS, EnvFamily, Task
 from leafe_recipe.manifest import MANIFEST, Manifest
-from leafe_recipe.policy import Policy, Sampling, make_policy
+from leafe_recipe.policy import Policy, Sampling
 
 PolicyLoader = Callable[[], Policy]
 PROMPT_KEYS = ("history_window", "max_new_tokens")
@@ -48,6 +48,23 @@ def backend_settings(name: str) -> dict[str, Any]:
         known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
         raise ValueError(f"unknown backend {name!r}: {known}")
     return OmegaConf.to_container(OmegaConf.load(path))
+
+
+def make_policy(path: str, backend: dict[str, Any]) -> Policy:
+    """Build the backend named by `backend["name"]` (a hydra_conf/backend/<name>.yaml block: the one
+    home of its settings) for a hub id or a local directory (the callers resolve `tiny` and the
+    other built-in model names first)."""
+    settings = {k: v for k, v in backend.items() if k != "name"}
+    if backend.get("name") == "hf":
+        from leafe_recipe.policy.hf import HFPolicy
+
+        return HFPolicy(path, **settings)
+    if backend.get("name") == "vllm":
+        from leafe_recipe.policy.vllm import VLLMPolicy
+
+        extra = settings.pop("extra", None) or {}
+        return VLLMPolicy(path, **settings, **extra)
+    raise ValueError(f"unknown backend {backend.get('name')!r}: use hf or vllm (hydra_conf/backend/)")
 
 
 def plain(node: Any) -> Any:

@@ -47,7 +47,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from leafe_recipe import TASKS_DIR, shard
 from leafe_recipe.envs.base import Task, env_config, get_family, known_families
-from leafe_recipe.envs.code import DatasetUnavailable
+from leafe_recipe.envs.code_data import DatasetUnavailable
 from leafe_recipe.passk import ks_up_to, pass_at_k
 from leafe_recipe.policy import Sampling, cut_at_stop
 from leafe_recipe.manifest import MANIFEST
@@ -480,8 +480,7 @@ class LeafeAgent(LM):
         and hydra_conf/config.yaml for seed and max_concurrent."""
         super().__init__()
         from leafe_recipe import models
-        from leafe_recipe.context import app_defaults, backend_settings
-        from leafe_recipe.policy import make_policy
+        from leafe_recipe.context import app_defaults, backend_settings, make_policy
 
         if backend not in ("hf", "vllm"):
             raise LeafeEvalError(f"leafe-agent: backend must be hf or vllm, got {backend!r}")

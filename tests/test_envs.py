@@ -49,7 +49,7 @@ def test_a_missing_simulator_names_the_extra_to_install(monkeypatch):
 
 
 def test_every_built_in_family_has_an_env_config_and_an_lm_eval_task():
-    from leafe_recipe import CONF_DIR, TASKS_DIR
+    from leafe_recipe import TASKS_DIR
 
     for name in known_families():
         if name in ("choice",):  # the tests' own family

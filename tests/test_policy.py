@@ -1,7 +1,7 @@
 import pytest
 
-from leafe_recipe.context import backend_settings
-from leafe_recipe.policy import Sampling, cut_at_stop, make_policy
+from leafe_recipe.context import backend_settings, make_policy
+from leafe_recipe.policy import Sampling, cut_at_stop
 from leafe_recipe.policy.hf import HFPolicy
 
 CONV = [{"role": "system", "content": "You play Sokoban."}, {"role": "user", "content": "Move."}]

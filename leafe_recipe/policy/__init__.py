@@ -68,23 +68,6 @@ def per_conversation(sampling: Sampling | list[Sampling], n: int) -> list[Sampli
     return list(sampling)
 
 
-def make_policy(path: str, backend: dict[str, Any]) -> Policy:
-    """Build the backend named by `backend["name"]` (a hydra_conf/backend/<name>.yaml block: the one
-    home of its settings) for a hub id or a local directory (the callers resolve `tiny` and the
-    other built-in model names first)."""
-    settings = {k: v for k, v in backend.items() if k != "name"}
-    if backend.get("name") == "hf":
-        from leafe_recipe.policy.hf import HFPolicy
-
-        return HFPolicy(path, **settings)
-    if backend.get("name") == "vllm":
-        from leafe_recipe.policy.vllm import VLLMPolicy
-
-        extra = settings.pop("extra", None) or {}
-        return VLLMPolicy(path, **settings, **extra)
-    raise ValueError(f"unknown backend {backend.get('name')!r}: use hf or vllm (hydra_conf/backend/)")
-
-
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Cut `text` before the first stop string (vLLM's convention: the stop string is excluded)."""
     cuts = [i for i in (text.find(s) for s in stop) if i >= 0]

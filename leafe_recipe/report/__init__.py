@@ -22,10 +22,8 @@ from pathlib import Path
 from leafe_recipe.compare import CompareError
 from leafe_recipe.records import write_json
 from leafe_recipe.report.collect import Collected, ReportError, collect, read_cells, write_cells
-from leafe_recipe.report.render import plot_curves, sharpening, to_latex, to_markdown
-from leafe_recipe.report.tables import (
-    Report, build, explore_summary, ledger_table, markdown_table, paired_vs_base, paper_model, search_table,
-)  # fmt: skip
+from leafe_recipe.report.render import plot_curves, search_table, sharpening, to_latex, to_markdown
+from leafe_recipe.report.tables import Report, build, explore_summary, ledger_table, markdown_table, paired_vs_base, paper_model
 
 __all__ = [
     "Collected", "Report", "ReportError", "build", "collect", "explore_summary", "ledger_table", "main", "markdown_table",

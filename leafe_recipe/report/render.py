@@ -6,13 +6,21 @@ from pathlib import Path
 
 import numpy as np
 
-from leafe_recipe.report.tables import Report, Table, _pct, row_name
+from typing import Any
+
+from leafe_recipe.report.collect import _search
+from leafe_recipe.report.tables import Report, Table, _pct, _search_tables, row_name
 
 
 def table_markdown(t: Table) -> str:
     lines = ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in t.rows]
     return "\n".join(lines + (["", *[f"- {n}" for n in t.notes]] if t.notes else []))
+
+
+def search_table(folder: Path, search: dict[str, Any], resamples: int = 10_000) -> str:
+    """What method=search_compare prints: its Table 3."""
+    return "\n\n".join(table_markdown(t) for t in _search_tables([_search(search, folder)], resamples, 0, 0.95))
 
 
 def to_markdown(rep: Report, preamble: list[str]) -> str:

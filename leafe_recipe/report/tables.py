@@ -145,14 +145,6 @@ def ledger_table(exploration: dict[str, Any], distillation: dict[str, Any]) -> s
     return "\n".join(["| ledger | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]])
 
 
-def search_table(folder: Path, search: dict[str, Any], resamples: int = 10_000) -> str:
-    """What method=search_compare prints: its Table 3."""
-    from leafe_recipe.report.collect import _search
-    from leafe_recipe.report.render import table_markdown
-
-    return "\n\n".join(table_markdown(t) for t in _search_tables([_search(search, folder)], resamples, 0, 0.95))
-
-
 # --------------------------------------------------------------------------- #
 # A report's tables
 # --------------------------------------------------------------------------- #
