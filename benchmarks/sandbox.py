@@ -110,7 +110,8 @@ def main() -> None:
 
 def _mbpp(path: str, workers: int) -> None:
     """MBPP's references with their asserts and setup (challenge asserts too), as tests/test_sandbox.py runs them."""
-    tasks = [json.loads(line) for line in open(path) if line.strip()]
+    with open(path) as f:
+        tasks = [json.loads(line) for line in f if line.strip()]
     runs = [(t, tests) for t in tasks for tests in (t["test_list"], t["challenge_test_list"]) if tests]
     limits = Limits(cpu_s=10, wall_s=30)
     jobs = [AssertJob(t["code"], tests, limits, setup=t["test_setup_code"], provides=provided_names(t["code"], tests)) for t, tests in runs]

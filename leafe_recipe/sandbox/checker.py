@@ -7,9 +7,9 @@ and each pair must match: two integers must be equal, two numbers of which one i
 integer must differ by less than 1e-5 (``kDoublePrecision``, an absolute tolerance),
 anything else must be the same text. In that file the integer branch comes after a
 floating-point one that every integer also satisfies (``SimpleAtod`` parses "3"), so it
-never runs and large integers compare as doubles; the rule here is the one its comment
-states (the issue that introduced this module asks for it): an expected integer requires
-an integer printed with exactly that value, at any size.
+never runs and large integers compare as doubles. This module applies the rule its comment
+states: an expected integer requires an integer printed with exactly that value, at any
+size (so a float printout that differs in its last digits is a wrong answer).
 
 Only plain decimal numbers count as numbers (no ``nan``, ``inf``, ``0x``, ``1_000``): such
 words compare as text.

@@ -82,9 +82,10 @@ class Isolation:
     * ``pid_namespace`` False: the supervisor, a child subreaper to which every orphan of
       the program re-parents, kills what is left when the program exits (or at the
       deadline), with a dedicated uid first by a helper that becomes that uid and calls
-      ``kill(-1, SIGKILL)``. Without a dedicated uid nor PID namespace the program can
-      kill the supervisor (same uid) and a daemon that calls ``setsid`` escapes: do not
-      run untrusted code in that mode.
+      ``kill(-1, SIGKILL)``, then by scanning /proc for its children (with the private
+      view there is no /proc to scan: only the dedicated uid's kill finds them). Without a
+      dedicated uid nor PID namespace the program can kill the supervisor (same uid) and a
+      daemon that calls ``setsid`` escapes: do not run untrusted code in that mode.
     """
 
     uid: int | None

@@ -41,7 +41,7 @@ def main(code, call_fd, reply_fd, max_bytes):
     namespace = leafe_program.fresh_main_module().__dict__
     try:
         exec(compile(code, SOLUTION, "exec", dont_inherit=True), namespace)
-    except BaseException as exc:  # noqa: B036 - SystemExit too: the tests cannot run
+    except BaseException as exc:  # SystemExit too: the tests cannot run
         _reply(link, _raised(exc))  # the answer to the tests' first request
         return 1
     while True:
@@ -56,7 +56,7 @@ def _reply(link, message):
         link.send(message)
     except OSError:
         raise SystemExit(0) from None  # the tests' process is gone
-    except BaseException as exc:  # noqa: B036 - a value that could not be encoded
+    except BaseException as exc:  # a value that could not be encoded
         link.send(_raised(exc))
 
 
@@ -84,7 +84,7 @@ def _answer(request, namespace):
             except StopIteration:
                 return ("stop",)
         raise ValueError("unknown request %r" % (op,))
-    except BaseException as exc:  # noqa: B036 - the tests' process decides what it means
+    except BaseException as exc:  # the tests' process decides what it means
         return _raised(exc)
 
 
@@ -102,6 +102,6 @@ def _raised(exc):
         leafe_program.print_exception(exc, SOLUTION)
     try:
         message = str(exc)[:2000]
-    except BaseException:  # noqa: B036
+    except BaseException:  # its __str__ may raise anything
         message = "(its message could not be printed)"
     return "raised", type(exc).__name__, message

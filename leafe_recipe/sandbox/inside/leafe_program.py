@@ -49,7 +49,7 @@ def main(code, workdir):
         status = 0
     except SystemExit as exc:
         status = _exit_status(exc)
-    except BaseException as exc:  # noqa: B036 - KeyboardInterrupt too, as Python reports it
+    except BaseException as exc:  # KeyboardInterrupt too, as Python reports it
         print_exception(exc, PROGRAM)
         status = 1
     exit_now(status)
@@ -72,6 +72,6 @@ def exit_now(status):
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001 - Python exits with 120 when it cannot flush
+        except Exception:  # Python exits with 120 when it cannot flush
             status = 120
     os._exit(status)

@@ -183,7 +183,7 @@ def main(payload, call_fd, reply_fd, report_fd, max_bytes, candidate_pid):
     _session = _Session(leafe_wire.Link(reply_fd, call_fd, _handle_of, Remote, max_bytes))
     try:
         report = _run(json.loads(payload))
-    except BaseException as exc:  # noqa: B036 - this process's own failure (memory, say)
+    except BaseException as exc:  # this process's own failure (memory, say)
         summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         report = {"passed": False, "verdict": "memory_limit" if isinstance(exc, MemoryError) else "runtime_error",
                   "stage": None, "line": None, "message": "The judge's test process failed: " + summary}  # fmt: skip
@@ -233,7 +233,7 @@ def _run(payload):
         exec(setup_code, namespace)
         _bind(namespace, values, provided)  # the submission's own, over the task's stub
         exec(tests_code, namespace)
-    except BaseException as exc:  # noqa: B036 - SystemExit too: the tests did not all run
+    except BaseException as exc:  # SystemExit too: the tests did not all run
         return _session.failure or _test_failure(exc)
     return _session.failure or {"passed": True}
 
