@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -215,6 +216,14 @@ def test_judge_many_keeps_order():
     ]
     verdicts = [j.verdict for j in judge_many(jobs, workers=2)]
     assert verdicts == [Verdict.PASSED, Verdict.PASSED, Verdict.WRONG_ANSWER, Verdict.WRONG_ANSWER]
+
+
+def test_a_fork_server_that_died_is_restarted():
+    server = sandbox.probe.current()[0]
+    os.kill(server.hello["pid"], signal.SIGKILL)
+    assert run_program("print(1)", "", FAST).ok
+    assert judge_asserts("def f():\n    return 1\n", ["assert f() == 1"], FAST).passed
+    assert sandbox.probe.current()[0] is not server
 
 
 def test_isolation_is_reported(iso):

@@ -38,9 +38,8 @@ def run_program(code: str, stdin: str = "", limits: Limits | None = None) -> Exe
     :class:`SandboxError` when the sandbox itself cannot work).
     """
     limits = limits or Limits()
-    server, plan, iso = probe.current()
     spec = runs.Spec("program", {"payload": _encode(_normalise_source(code)), "stdin": _encode(stdin)})
-    outcome = runs.run(server, plan, spec, limits)
+    outcome, iso = probe.run(spec, limits)
     return _execution(outcome, iso)
 
 
@@ -193,8 +192,7 @@ def judge_asserts(
     payload = json.dumps({"setup": _normalise_source(setup), "tests": body, "provides": provided})
     files = {"payload": _encode(payload), "candidate_payload": _encode(_normalise_source(code)), "stdin": b""}
     streams = ("stdout", "stderr", "candidate_stdout", "candidate_stderr", "report")
-    server, plan, iso = probe.current()
-    outcome = runs.run(server, plan, runs.Spec("asserts", files, streams, _MAX_MESSAGE), limits)
+    outcome, iso = probe.run(runs.Spec("asserts", files, streams, _MAX_MESSAGE), limits)
     report = _parse_report(outcome.outputs["report"])
     ended = (report or {}).get("candidate") or {}
     returncode = os.waitstatus_to_exitcode(ended["status"]) if "status" in ended else None

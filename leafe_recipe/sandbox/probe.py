@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import runs
 from .model import Isolation, Limits, SandboxError
-from .server import Plan, Server, python_candidates
+from .server import Plan, Server, ServerGone, python_candidates
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,23 @@ def current() -> tuple[Server, Plan, Isolation]:
             _warn_if_incomplete(iso)
             _state = server, plan, iso, os.getpid()
         elif _state[3] != os.getpid() or not _state[0].alive():
-            server, plan, iso, _ = _state
-            if _state[3] == os.getpid():
+            server, plan, iso, owner = _state
+            if owner == os.getpid():  # (a forked process leaves its parent's server alone)
                 log.warning("the sandbox's fork server exited; restarting it")
-            fresh = Server(server.python, plan.view, plan.identity == "userns")
-            _state = fresh, plan, iso, os.getpid()
+                server.close()
+            _state = Server(server.python, plan.view, plan.identity == "userns"), plan, iso, os.getpid()
         return _state[:3]
+
+
+def run(spec: runs.Spec, limits: Limits) -> tuple[runs.Outcome, Isolation]:
+    """Run `spec` on this process's fork server (started again, once, if it is gone)."""
+    server, plan, iso = current()
+    try:
+        return runs.run(server, plan, spec, limits), iso
+    except ServerGone:
+        log.warning("the sandbox's fork server was gone when a run was sent; restarting it")
+        server, plan, iso = current()
+        return runs.run(server, plan, spec, limits), iso
 
 
 def isolation() -> Isolation:

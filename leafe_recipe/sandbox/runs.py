@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from .model import Limits, SandboxError
-from .server import Plan, Server, clean_env
+from .server import Plan, Server, ServerGone, clean_env
 from .uids import kill_session, kill_uid, live_pids, pool as uid_pool
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ def run(server: Server, plan: Plan, spec: Spec, limits: Limits) -> Outcome:
         returncode, cpu = _finish(launched, plan)
     if launched.status_text.startswith(b"E "):
         raise SandboxError("a sandboxed run could not be set up: " + launched.status_text[2:].decode(errors="replace").strip())
+    if not launched.status_text and not timed_out:  # the request was lost with the server
+        server.mark_gone()
+        raise ServerGone("the sandbox's fork server exited before it started the run")
     outputs = {name: bytes(buf) for name, buf in launched.buffers.items()}
     return Outcome(outputs, launched.truncated, returncode, cpu, timed_out, time.monotonic() - start, launched.workdir)
 

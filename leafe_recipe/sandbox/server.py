@@ -79,6 +79,10 @@ def python_candidates() -> list[str]:
     return list(dict.fromkeys(p for p in found if p))
 
 
+class ServerGone(SandboxError):
+    """The fork server exited (killed, say): the run was not started; a new server can be."""
+
+
 class Server:
     """A running fork server: `hello` is what it reported after setting itself up."""
 
@@ -98,7 +102,7 @@ class Server:
             raise SandboxError(f"cannot start the sandbox's fork server with {python}: {exc}") from exc
         finally:
             theirs.close()
-        self._sock = ours
+        self._sock, self._gone = ours, False
         self.hello = self._await_hello()
 
     def _await_hello(self) -> dict:
@@ -118,7 +122,11 @@ class Server:
         return json.loads(message)
 
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        return not self._gone and self._proc.poll() is None
+
+    def mark_gone(self) -> None:
+        """A request was lost: treat the server as dead (the next run starts a new one)."""
+        self._gone = True
 
     def send(self, request: dict, fds: list[int]) -> None:
         """Ask for one child; the fds are passed along (and stay open here)."""
@@ -126,7 +134,8 @@ class Server:
             try:
                 socket.send_fds(self._sock, [json.dumps(request).encode()], fds)
             except OSError as exc:
-                raise SandboxError(f"the sandbox's fork server is gone ({exc}); it is restarted on the next run") from exc
+                self._gone = True
+                raise ServerGone(f"the sandbox's fork server is gone ({exc})") from exc
 
     def close(self) -> None:
         self._sock.close()  # the server exits on end of file
