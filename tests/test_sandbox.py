@@ -453,6 +453,16 @@ def test_daemon_holding_stdout_open_does_not_hang_the_run():
     assert ex.ok and ex.stdout == "done\n" and ex.wall_s < FAST.wall_s
 
 
+def test_shared_memory_is_not_left_on_the_machine(iso):
+    _needs(iso, "private_root")  # the run's own IPC namespace comes with its mount namespace
+    key = 0x1EAFE000 + uuid.uuid4().int % 0xFFF
+    code = f"import ctypes\nprint(ctypes.CDLL(None).shmget({key}, 1 << 20, 0o1666))\n"
+    ex = run_program(code, "", FAST)
+    assert ex.ok and int(ex.stdout) >= 0, ex  # created, in the run's namespace
+    keys = [int(line.split()[0]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+    assert key not in keys
+
+
 def test_segfault_is_runtime_error():
     r = judge_stdio("import ctypes\nctypes.string_at(0)\n", [("", "")], FAST)
     assert r.verdict is Verdict.RUNTIME_ERROR and "SIGSEGV" in r.details

@@ -10,7 +10,8 @@ import os
 import platform
 import resource
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH = 2
@@ -149,8 +150,9 @@ def _read_only(target):
 
 def enter_run_namespaces(net, pid, view, disk_bytes, owner):
     """The supervisor's step: new namespaces for this run, and (with the view) its own
-    working directory, a tmpfs whose size bounds everything the run can write."""
-    flags = (CLONE_NEWNS if view else 0) | (CLONE_NEWPID if pid else 0) | (CLONE_NEWNET if net else 0)
+    working directory, a tmpfs whose size bounds everything the run can write, and its own
+    System V IPC objects and POSIX message queues (gone with the run, not left on the host)."""
+    flags = (CLONE_NEWNS | CLONE_NEWIPC if view else 0) | (CLONE_NEWPID if pid else 0) | (CLONE_NEWNET if net else 0)
     if flags:
         unshare(flags)
     if view:

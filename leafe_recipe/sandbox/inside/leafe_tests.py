@@ -32,7 +32,7 @@ import leafe_wire
 SETUP, TESTS = "setup.py", "tests.py"
 _OWN_FILES = ("leafe_tests.py", "leafe_wire.py")
 _STOP = object()
-_IMPORT_SIDE_EFFECTS = frozenset({"antigravity", "this"})  # they open a browser, print
+_IMPORT_SIDE_EFFECTS = frozenset({"antigravity", "this", "__main__"})  # a browser, a poem, a command line
 _session = None
 
 
@@ -286,8 +286,8 @@ def _bind(namespace, values, names):
             namespace[name] = described[1]
             continue
         module = None
-        top = described[1].split(".")[0] if described[0] == "module" else None
-        if top in getattr(sys, "stdlib_module_names", ()) and top not in _IMPORT_SIDE_EFFECTS:
+        parts = described[1].split(".") if described[0] == "module" else [None]
+        if parts[0] in getattr(sys, "stdlib_module_names", ()) and not _IMPORT_SIDE_EFFECTS & set(parts):
             try:
                 module = importlib.import_module(described[1])
             except Exception:  # not a module here: the name stays unbound
