@@ -12,6 +12,14 @@ attributes of, each a new request answered with data again, but whose equality i
 identity and which has no truth value. So nothing the submission defines ever runs in the
 tests' process: the comparisons the tests make are between plain values built there.
 
+Handles rather than failing every test that gets a non-plain value: they are as safe,
+since what a handle does in the tests' process (equality, hash, truth value, repr) is the
+tests' process's own code, and whatever it yields is again plain data or a handle; and
+they keep right programs right (a generator the tests iterate, a function that returns a
+function, an object of the submission's class that MBPP's setup builds a tree of). The
+tests can hand the submission only plain data and its own handles: anything else fails the
+test with the reason.
+
 The encoding is pickle (protocol 5) with a receiving side that resolves no global but
 this module's own constructors, each of which checks its arguments are plain (the
 "restricting globals" pattern of the pickle documentation); handles are pickle's
