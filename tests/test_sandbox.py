@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from leafe_recipe.sandbox import (
     judge_many,
     judge_stdio,
     outputs_match,
+    provided_names,
     run_program,
 )
 
@@ -50,7 +52,7 @@ def _needs_containment(iso: sandbox.Isolation) -> None:
     """Programs that signal everything or fork without bound are only safe to
     run where the sandbox contains them (a PID namespace or a dedicated uid,
     and RLIMIT_NPROC); in a weaker mode they would hit the test runner."""
-    if not (iso.pid_namespace or iso.uid is not None) or not sandbox._plan.nproc:
+    if not (iso.pid_namespace or iso.uid is not None) or not sandbox.probe.current()[1].nproc:
         pytest.skip(f"no PID namespace/dedicated uid with RLIMIT_NPROC here: {iso}")
 
 
@@ -86,21 +88,27 @@ def nothing_left_running():
 # --------------------------------------------------------------------------- #
 
 
-def test_outputs_match_whitespace_and_numbers():
+def test_outputs_match_whitespace_and_case():
     assert outputs_match("1 2\n3\n", "1   2 3")
     assert outputs_match("YES\n", "yes  \n\n")  # case-insensitive, like CodeContests
     assert not outputs_match("YES\n", "yes", case_sensitive=True)
     assert outputs_match("", "\n \t\n")
     assert not outputs_match("1 2", "1 2 3")
     assert not outputs_match("12", "1 2")
-    # floats: within 1e-6 absolute or relative
-    assert outputs_match("0.3333333", "0.33333334")
-    assert outputs_match("1e9", "1000000000.5")  # relative 5e-10
-    assert not outputs_match("0.5", "0.51")
-    assert outputs_match("2.0", "2")  # one float token: compared as floats
-    # integers are compared exactly, at any size
-    assert not outputs_match("1000000000000000000000", "1000000000000000000001")
+
+
+def test_outputs_match_numbers_as_codecontests_checker():
+    # an expected integer needs that integer, printed as one, at any size
     assert outputs_match("+7", "7")
+    assert not outputs_match("1000000000000000000000", "1000000000000000000001")
+    assert not outputs_match("123456789012345679", "1.2345678901234568e+17")
+    assert not outputs_match("2", "2.0")
+    # any other expected number: absolute error below 1e-5 (kDoublePrecision)
+    assert outputs_match("0.3333333", "0.33333334")
+    assert outputs_match("2.0", "2")
+    assert outputs_match("0.5", "0.500009")
+    assert not outputs_match("0.5", "0.50002")
+    assert not outputs_match("1e9", "1000000000.5")  # no relative tolerance
     # only plain decimals are numbers
     assert not outputs_match("nan", "NaN1")
     assert not outputs_match("1_000", "1000")
@@ -208,6 +216,14 @@ def test_judge_many_keeps_order():
     ]
     verdicts = [j.verdict for j in judge_many(jobs, workers=2)]
     assert verdicts == [Verdict.PASSED, Verdict.PASSED, Verdict.WRONG_ANSWER, Verdict.WRONG_ANSWER]
+
+
+def test_a_fork_server_that_died_is_restarted():
+    server = sandbox.probe.current()[0]
+    os.kill(server.hello["pid"], signal.SIGKILL)
+    assert run_program("print(1)", "", FAST).ok
+    assert judge_asserts("def f():\n    return 1\n", ["assert f() == 1"], FAST).passed
+    assert sandbox.probe.current()[0] is not server
 
 
 def test_isolation_is_reported(iso):
@@ -335,10 +351,12 @@ def test_cannot_write_outside_workdir(iso):
                 os.unlink(p)
 
 
-def test_workdir_is_removed_afterwards():
-    ex = run_program("import os\nprint(os.getcwd())", "", FAST)
-    # the path the program saw no longer exists on the host
-    assert ex.ok and not os.path.exists(ex.stdout.strip())
+def test_every_run_starts_in_an_empty_working_directory():
+    first = run_program("import os\nopen('left-behind', 'w').write('x')\nprint(os.getcwd())", "", FAST)
+    second = run_program("import os\nprint(os.listdir('.'))", "", FAST)
+    assert first.ok and second.ok and second.stdout.strip() == "[]"
+    if first.stdout.strip() != "/work":  # no private view here: a host directory, removed afterwards
+        assert not os.path.exists(first.stdout.strip())
 
 
 def test_environment_and_parent_secrets_do_not_leak(monkeypatch):
@@ -435,6 +453,16 @@ def test_daemon_holding_stdout_open_does_not_hang_the_run():
     assert ex.ok and ex.stdout == "done\n" and ex.wall_s < FAST.wall_s
 
 
+def test_shared_memory_is_not_left_on_the_machine(iso):
+    _needs(iso, "private_root")  # the run's own IPC namespace comes with its mount namespace
+    key = 0x1EAFE000 + uuid.uuid4().int % 0xFFF
+    code = f"import ctypes\nprint(ctypes.CDLL(None).shmget({key}, 1 << 20, 0o1666))\n"
+    ex = run_program(code, "", FAST)
+    assert ex.ok and int(ex.stdout) >= 0, ex  # created, in the run's namespace
+    keys = [int(line.split()[0]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+    assert key not in keys
+
+
 def test_segfault_is_runtime_error():
     r = judge_stdio("import ctypes\nctypes.string_at(0)\n", [("", "")], FAST)
     assert r.verdict is Verdict.RUNTIME_ERROR and "SIGSEGV" in r.details
@@ -454,13 +482,14 @@ def test_unprivileged_caller_fallback():
     """As a non-root caller the sandbox uses a user namespace (where allowed)."""
     script = (
         "import importlib.util, json, sys\n"
-        f"spec = importlib.util.spec_from_file_location('sbx', {str(REPO / 'leafe_recipe' / 'sandbox.py')!r})\n"
+        f"package = {str(REPO / 'leafe_recipe' / 'sandbox')!r}\n"
+        "spec = importlib.util.spec_from_file_location('sbx', package + '/__init__.py', submodule_search_locations=[package])\n"
         "s = importlib.util.module_from_spec(spec); sys.modules['sbx'] = s; spec.loader.exec_module(s)\n"
         "iso = s.isolation()\n"
         "L = s.Limits(cpu_s=1, wall_s=2, memory_mb=256)\n"
         "net = s.judge_asserts(\"import socket\\nsocket.create_connection(('127.0.0.1', 53), timeout=1)\", [], L)\n"
         "ok = s.judge_stdio('print(int(input()) * 2)', [('21', '42')], L)\n"
-        "print(json.dumps({'user_ns': iso.user_namespace, 'uid': iso.uid, 'network': iso.network,\n"
+        "print(json.dumps({'user_ns': iso.user_namespace, 'uid': iso.uid, 'network': iso.network, 'view': iso.private_root,\n"
         "                  'net_verdict': str(net.verdict), 'ok': str(ok.verdict)}))\n"
     )
     python = "/usr/bin/python3"
@@ -474,7 +503,7 @@ def test_unprivileged_caller_fallback():
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["uid"] is None and seen["ok"] == "passed"
     if seen["user_ns"]:
-        assert seen["network"] and seen["net_verdict"] == "runtime_error"
+        assert seen["network"] and seen["view"] and seen["net_verdict"] == "runtime_error"
 
 
 # --------------------------------------------------------------------------- #
@@ -499,20 +528,15 @@ def test_mbpp_reference_solutions_all_pass():
         pytest.skip(f"{path} not found (set LEAFE_SHARED_DATA)")
     tasks = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     assert len(tasks) == 974
+    runs = [(f"task {t['task_id']}", t, t["test_list"]) for t in tasks]
+    runs += [(f"task {t['task_id']} (challenge)", t, t["challenge_test_list"]) for t in tasks if t["challenge_test_list"]]
+    assert len(runs) == 974 + 11
     jobs = [
-        AssertJob(t["code"], t["test_list"], REFERENCE_LIMITS, setup=t["test_setup_code"])
-        for t in tasks
+        AssertJob(t["code"], tests, REFERENCE_LIMITS, setup=t["test_setup_code"], provides=provided_names(t["code"], tests))
+        for _, t, tests in runs
     ]
-    challenge = [t for t in tasks if t["challenge_test_list"]]
-    jobs += [
-        AssertJob(t["code"], t["challenge_test_list"], REFERENCE_LIMITS, setup=t["test_setup_code"])
-        for t in challenge
-    ]
-    names = [f"task {t['task_id']}" for t in tasks] + [f"task {t['task_id']} (challenge)" for t in challenge]
-    results = judge_many(jobs)
-    failures = _failures(results, names)
+    failures = _failures(judge_many(jobs), [name for name, _, _ in runs])
     assert not failures, f"{len(failures)} of {len(jobs)} MBPP reference runs failed:\n" + "\n".join(failures)
-    assert len(challenge) == 11
 
 
 def _humaneval_problems():
@@ -524,7 +548,7 @@ def test_humaneval_canonical_solutions_all_pass():
     problems = _humaneval_problems()
     assert len(problems) == 164
     jobs = [
-        AssertJob(p["prompt"] + p["canonical_solution"], p["test"], REFERENCE_LIMITS, entry_point=p["entry_point"])
+        AssertJob(p["prompt"] + p["canonical_solution"], p["test"], REFERENCE_LIMITS, setup=p["prompt"], entry_point=p["entry_point"])
         for p in problems
     ]
     results = judge_many(jobs)
@@ -535,13 +559,13 @@ def test_humaneval_canonical_solutions_all_pass():
 def test_humaneval_corrupted_solutions_fail():
     problems = _humaneval_problems()[::16]  # 11 problems spread over the set
     jobs = [
-        AssertJob(p["prompt"] + "    return None\n", p["test"], FAST, entry_point=p["entry_point"])
+        AssertJob(p["prompt"] + "    return None\n", p["test"], FAST, setup=p["prompt"], entry_point=p["entry_point"])
         for p in problems
     ]
     jobs += [
         AssertJob(
             p["prompt"] + p["canonical_solution"].replace("return ", "return 0 and ", 1),
-            p["test"], FAST, entry_point=p["entry_point"],
+            p["test"], FAST, setup=p["prompt"], entry_point=p["entry_point"],
         )
         for p in problems[:3]
     ]

@@ -330,8 +330,10 @@ class CodeEnv:
             return Judgement(Verdict.PASSED, "No tests.", tests_run=0, tests_passed=0)
         if data["kind"] == "stdio":
             return _judge_stdio(code, tests, self._limits(), workers)
+        task_code = "\n".join(part for part in (data.get("stub") or data.get("preamble"), data.get("setup")) if part)
         return judge_asserts(
-            self._program(code), tests, self._limits(), setup=data.get("setup") or "", entry_point=data.get("entry_point")
+            self._program(code), tests, self._limits(), setup=task_code, entry_point=data.get("entry_point"),
+            provides=data.get("provides") or (),
         )
 
     def _program(self, code: str) -> str:

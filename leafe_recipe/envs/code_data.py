@@ -15,8 +15,12 @@ Task.data schema (plain JSON; everything an episode needs):
                         feedback after each submission; passing them ends the episode
     hidden_tests  same shape; they decide success (CodeContests: private + generated
                         tests; MBPP: every test_list assert; HumanEval: its `test` code)
-    setup         str   asserts: code run after the submission, before the tests
+    setup         str   asserts: the task's code run before the tests, in the tests' own
+                        process (HumanEval's prompt is run there too, so its helpers are
+                        the prompt's, never the submission's)
     entry_point   str | None   HumanEval: `check(entry_point)` is called after the tests
+    provides      list[str]   MBPP (optional): the names the tests take from the submission
+                        even where a builtin has the same name (task 126's `sum`)
     preamble      str   code placed before the submission (HumanEval: the prompt's
                         imports and helper functions), "" elsewhere
     stub          str | None   HumanEval: the prompt code; a submission that does not
@@ -53,6 +57,7 @@ from typing import Any
 
 from leafe_recipe import Unavailable
 from leafe_recipe.envs.base import Task
+from leafe_recipe.sandbox import provided_names
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +373,7 @@ def mbpp_tasks(split: str, n: int | None, path: str | None, variant: str, time_l
             if not text or not tests:
                 raise ValueError(f"MBPP record {r.get('task_id')}: needs text (or prompt) and test_list")
             setup = r.get("test_setup_code") or "\n".join(r.get("test_imports") or [])
+            reference = (r.get("code") or "").replace("\r\n", "\n") or None
             data = {
                 "source": MBPP_HF,
                 "name": str(r["task_id"]),
@@ -377,9 +383,10 @@ def mbpp_tasks(split: str, n: int | None, path: str | None, variant: str, time_l
                 "hidden_tests": tests,
                 "setup": setup.replace("\r\n", "\n"),
                 "entry_point": None,
+                "provides": list(provided_names(reference, tests)) if reference else [],
                 "preamble": "",
                 "stub": None,
-                "reference": (r.get("code") or "").replace("\r\n", "\n") or None,
+                "reference": reference,
                 "time_limit_s": float(time_limit_s),
                 "meta": {"variant": variant if path is None else ("full" if "text" in r else "sanitized")},
             }
