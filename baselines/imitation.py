@@ -25,10 +25,11 @@ class NoExpert(RuntimeError):
 
 
 def expert_trajectories(
-    family: EnvFamily, env_kwargs: dict[str, Any], tasks: list[Task]
+    family: EnvFamily, env_kwargs: dict[str, Any], tasks: list[Task], expert: dict[str, Any] | None = None
 ) -> list[tuple[Task, list[str], list[str]]]:
-    """(task, observations, actions) for every task the expert solves; NoExpert if none."""
-    found = [(t, *traj) for t in tasks if (traj := expert_trajectory(family, env_kwargs, t)) is not None]
+    """(task, observations, actions) for every task the expert solves, its answers written with
+    the run's `expert` settings (env.expert); NoExpert if none."""
+    found = [(t, *traj) for t in tasks if (traj := expert_trajectory(family, env_kwargs, t, expert)) is not None]
     if not found:
         raise NoExpert(
             f"no expert trajectory for any of the {len(tasks)} train tasks of this environment: imitation and "
@@ -50,7 +51,7 @@ def expert_records(system: str, trajectories, window: int | None) -> list[dict[s
 def run(ctx: RunContext) -> dict[str, Any]:
     window = ctx.prompt.history_window
     tasks = ctx.tasks("train")
-    trajectories = expert_trajectories(ctx.family, ctx.env_kwargs, tasks)
+    trajectories = expert_trajectories(ctx.family, ctx.env_kwargs, tasks, ctx.expert)
     data = ctx.run_dir / "sft" / "sft_expert.jsonl"
     records = expert_records(ctx.family.system_prompt, trajectories, window)
     write_jsonl(data, records)

@@ -139,6 +139,11 @@ class RunContext:
         return plain(self.cfg.env.kwargs)
 
     @property
+    def expert(self) -> dict[str, Any]:
+        """The expert's settings (env.expert: Sokoban's answer format), where the environment has them."""
+        return plain(self.cfg.env.get("expert") or {})
+
+    @property
     def split(self) -> str:
         """The split evaluations run on: validation (model selection, tuning) or test (the reported numbers)."""
         return str(self.cfg.eval_split)

@@ -154,7 +154,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         raise ValueError(f"method.variant={m.variant!r}: use one of {', '.join(VARIANTS)}")
     window, system = ctx.prompt.history_window, ctx.family.system_prompt
     tasks = ctx.tasks("train")
-    trajectories = expert_trajectories(ctx.family, ctx.env_kwargs, tasks)
+    trajectories = expert_trajectories(ctx.family, ctx.env_kwargs, tasks, ctx.expert)
     expert = expert_records(system, trajectories, window)
     ledger = Ledger(tasks=len(tasks), expert_steps=len(expert))
     states = expert_states(trajectories)

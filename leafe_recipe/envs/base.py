@@ -153,6 +153,7 @@ def register(name: str, family: EnvFamily) -> None:
     REGISTRY[name] = dataclasses.replace(
         family, name=name, make=_checked(family.make, f"env.kwargs of {name}", settings("kwargs")),
         tasks=_checked(family.tasks, f"env.tasks of {name}", settings("tasks")),
+        expert=family.expert and _checked(family.expert, f"env.expert of {name}", settings("expert")),
     )  # fmt: skip
 
 

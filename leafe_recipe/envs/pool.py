@@ -201,10 +201,13 @@ if __name__ == "__main__":  # a worker process of ProcessEnv: <socket fd> <famil
     _serve(sys.argv[2], json.loads(sys.argv[3]), Connection(int(sys.argv[1])))
 
 
-def expert_trajectory(family: EnvFamily, env_kwargs: dict[str, Any], task: Task) -> tuple[list[str], list[str]] | None:
-    """The expert's answers played in a fresh environment: (observations, actions) when the
-    family has an expert for the task and it solves it within the episode, else None."""
-    actions = family.expert(task) if family.expert is not None else None
+def expert_trajectory(
+    family: EnvFamily, env_kwargs: dict[str, Any], task: Task, expert: dict[str, Any] | None = None
+) -> tuple[list[str], list[str]] | None:
+    """The expert's answers (with the run's `expert` settings, env.expert) played in a fresh
+    environment: (observations, actions) when the family has an expert for the task and it
+    solves it within the episode, else None."""
+    actions = family.expert(task, **(expert or {})) if family.expert is not None else None
     if not actions:
         return None
     with EnvPool(family, env_kwargs, capacity=1) as pool:

@@ -601,12 +601,13 @@ def sokoban_fingerprint(task: Task) -> dict[str, str]:
     return {"room": room_fingerprint(list(task.data["grid"]))}
 
 
-def expert_answers(task: Task) -> list[str] | None:
-    """The solver's optimal plan, each move as a ReAct answer."""
+def expert_answers(task: Task, answer: str) -> list[str] | None:
+    """The solver's optimal plan, each move written as `answer` says ({move}: its direction),
+    in the answer format of the model that learns from it (env.expert.answer)."""
     plan = solve(list(task.data["grid"]))
     if plan is None:
         return None
-    return [f"Thought: The shortest plan goes {move} next.\nAction: {move}" for move in plan]
+    return [answer.format(move=move) for move in plan]
 
 
 register(
