@@ -60,7 +60,7 @@ class BackendConfig:
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = 64
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "auto"  # leafe_recipe.gpu.choose_attention decides, or a transformers name
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
     max_model_len: int | None = None
