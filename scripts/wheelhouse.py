@@ -148,26 +148,28 @@ def select(report: dict, target: Target, exclude: set[str], present: set[str], l
     stops = {n: "excluded (the cluster's own build)" for n in exclude}
     stops.update({n: "present on the target" for n in present})
     stops.update({n: "left out (--leave-out)" for n in leave_out})
-    todo = [name for name, item in items.items() if item.get("requested")]
-    seen: set[str] = set()
+    # (name, extras asked of it): a package's extras come from the requirement that reaches it
+    todo = [(name, frozenset(item.get("requested_extras") or [])) for name, item in items.items() if item.get("requested")]
+    walked: dict[str, set[str]] = {}  # name -> the extras whose requirements were followed ("" = the plain ones)
     while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
+        name, extras = todo.pop()
         if name in stops:
             selection.left_out[name] = stops[name]
             continue
         item = items.get(name)
         if item is None:
-            selection.unresolved.append(name)
+            if name not in selection.unresolved:
+                selection.unresolved.append(name)
             continue
+        new = ({""} | extras) - walked.setdefault(name, set())
+        if not new:
+            continue
+        walked[name] |= new
         selection.pins[name] = item["metadata"]["version"]
-        extras = item.get("requested_extras") or []
         for text in item["metadata"].get("requires_dist") or []:
             req = Requirement(text)
-            if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in [""] + extras):
-                todo.append(canonicalize_name(req.name))
+            if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in new):
+                todo.append((canonicalize_name(req.name), frozenset(req.extras)))
     selection.unresolved.sort()
     return selection
 

@@ -43,14 +43,18 @@ REPORT = {
                     "implementation_name": "cpython", "platform_system": "Linux", "os_name": "posix", "platform_python_implementation": "CPython"},
     "install": [
         item("proj", "0.1", ["torch==2.13.0", "datasets", "ray[default]==2.55", "tomli; python_version < '3.11'",
-                             "backport; python_version < '3.12'", "pytest; extra == 'test'"], requested=True),
+                             "backport; python_version < '3.12'", "pytest; extra == 'test'", "tablewriter"], requested=True),
         item("torch", "2.13.0", ["filelock", "nvidia-cublas; platform_system == 'Linux'", "triton"]),
         item("nvidia-cublas", "13.0"),
         item("triton", "3.6", ["filelock"]),
         item("filelock", "3.20"),
         item("datasets", "5.2", ["filelock", "pyarrow"]),
         item("pyarrow", "22.0"),
-        item("ray", "2.55", ["msgpack", "aiohttp; extra == 'default'", "pandas; extra == 'data'"], extras=["default"]),
+        item("ray", "2.55", ["msgpack", "aiohttp; extra == 'default'", "pandas; extra == 'data'"]),
+        item("tablewriter", "1.2", ["typepy[datetime]>=1"]),  # an extra asked for deeper down (pytablewriter's)
+        item("typepy", "1.3", ["mbstrdecoder", "pytz; extra == 'datetime'"]),
+        item("mbstrdecoder", "1.1"),
+        item("pytz", "2025.2"),
         item("msgpack", "1.1"),
         item("aiohttp", "3.13"),
         item("backport", "1.0"),
@@ -61,7 +65,8 @@ REPORT = {
 def test_the_walk_leaves_out_torch_and_what_only_torch_needs():
     selection = wheelhouse.select(REPORT, wheelhouse.Target("3.11"), {"torch"}, set(), set())
     assert selection.pins == {"proj": "0.1", "filelock": "3.20", "datasets": "5.2", "pyarrow": "22.0", "ray": "2.55",
-                              "msgpack": "1.1", "aiohttp": "3.13", "backport": "1.0"}  # fmt: skip
+                              "msgpack": "1.1", "aiohttp": "3.13", "backport": "1.0", "tablewriter": "1.2",
+                              "typepy": "1.3", "mbstrdecoder": "1.1", "pytz": "2025.2"}  # fmt: skip
     assert selection.left_out == {"torch": "excluded (the cluster's own build)"}  # nvidia-cublas, triton: not reached
     assert selection.unresolved == []
 
@@ -75,7 +80,7 @@ def test_markers_are_those_of_the_target_python():
 
 def test_what_the_target_has_or_is_left_out_stops_the_walk():
     selection = wheelhouse.select(REPORT, wheelhouse.Target("3.11"), {"torch"}, {"datasets"}, {"ray"})
-    assert set(selection.pins) == {"proj", "backport"}
+    assert set(selection.pins) == {"proj", "backport", "tablewriter", "typepy", "mbstrdecoder", "pytz"}
     assert selection.left_out == {"torch": "excluded (the cluster's own build)", "datasets": "present on the target",
                                   "ray": "left out (--leave-out)"}  # fmt: skip
 
