@@ -27,7 +27,7 @@ class HFPolicy:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        attention = choose_attention(attn_implementation, self.device.type == "cuda", model_dtype(path, dtype), "hf backend")
+        attention = choose_attention(attn_implementation, self.device.type == "cuda", model_dtype(path, dtype), f"hf backend on {self.device}")
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, attn_implementation=attention).to(self.device)
         self.model.eval()
         # Sampling knobs a checkpoint's generation_config.json may set (Qwen2.5: repetition
