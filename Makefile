@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast
+.PHONY: setup demo test test-fast wheelhouse-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The offline install route (scripts/wheelhouse.py, docs/gpu.md) for this Python: build the project's
+# wheelhouse (needs network), install it with no index into a fresh environment that holds only torch
+# (as a cluster's environment holds its own build), import the stack. Minutes: not part of `make test`.
+WHEELHOUSE := build/wheelhouse
+wheelhouse-check: $(STAMP)
+	rm -rf $(WHEELHOUSE) build/wheelhouse-venv
+	$(BIN)/python scripts/wheelhouse.py build $(WHEELHOUSE) --extras scienceworld,alfworld
+	$(PYTHON) -m venv build/wheelhouse-venv
+	build/wheelhouse-venv/bin/pip install -q torch==2.13.0
+	$(BIN)/python scripts/wheelhouse.py install $(WHEELHOUSE) --python build/wheelhouse-venv/bin/python --editable .

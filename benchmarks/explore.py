@@ -1,10 +1,10 @@
 """LEAFE stage 1 lock-step across tasks vs task by task, same tasks, budget and seeds.
 
-    .venv/bin/python benchmarks/explore.py [--tasks 8 --budget 24]
+    .venv/bin/python benchmarks/explore.py [--model tiny|micro|DIR] [--device auto] [--tasks 8 --budget 24]
 
 Lock-step grows every tree at once (one generate call per round carries every pending
 action and reflection of every tree); the baseline grows one tree at a time
-(`max_concurrent_trees=1`). The tiny model, Sokoban, CPU. Prints tasks/s and the ratio.
+(`max_concurrent_trees=1`). Sokoban, the hf backend. Prints tasks/s and the ratio.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from leafe_recipe.explore import ExploreConfig, explore
 from leafe_recipe.policy import Sampling
 from leafe_recipe.policy.hf import HFPolicy
 from leafe_recipe.records import read_jsonl
-from leafe_recipe import tiny
+from leafe_recipe.models import resolve as resolve_model
 
 
 def main() -> None:
@@ -27,12 +27,14 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--budget", type=int, default=24)
     ap.add_argument("--max-steps", type=int, default=6)
-    ap.add_argument("--model", default=None, help="model directory (default: the tiny model)")
+    ap.add_argument("--model", default="tiny", help="tiny, micro or a model directory (default tiny)")
+    ap.add_argument("--device", default="auto", help="the hf backend's device (auto: cuda when available)")
     args = ap.parse_args()
 
     family = get_family("sokoban")
     tasks = family.tasks("train", args.tasks, dim=[5, 5], min_solution_len=2)
-    policy = HFPolicy(args.model or str(tiny.build()))
+    policy = HFPolicy(resolve_model(args.model), device=args.device)
+    policy.generate([[{"role": "user", "content": "warm-up"}]], Sampling(max_new_tokens=24))  # first-call costs out of the first timed run
     action, reflection = Sampling(max_new_tokens=24), Sampling(max_new_tokens=48, temperature=0.7)
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,7 +50,7 @@ def main() -> None:
             calls = sum(ld["model_calls"] for ld in ledgers)
             print(f"{label:13s} {rates[label]:6.3f} tasks/s  ({seconds:6.1f} s; {steps} env+replay steps, {calls} model calls)")
     print(f"ratio lock-step / task by task: {rates['lock-step'] / rates['task by task']:.1f}x")
-    print(f"({args.tasks} Sokoban tasks, budget {args.budget} steps each, tiny model, hf backend, CPU)")
+    print(f"({args.tasks} Sokoban tasks, budget {args.budget} steps each, model {args.model}, hf backend, {policy.device})")
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ def leafe_dataset(leafe: dict[str, Any] | None = None, **metadata: Any):
         history_window:  action/feedback pairs kept in the prompt (null: all)
         max_new_tokens:  generated tokens per action (the task's max_gen_toks)
         ks:              the k of Pass@k (null: 1, 2, 4, ... up to the samples per problem)
+        repeats:         samples per problem (null: the task YAML's `repeats`)
 
     `--metadata '{"playbook": FILE}'` puts an ACE playbook (baselines/ace) in every prompt's
     system message, so any checkpoint can be evaluated with any playbook.
@@ -178,7 +179,7 @@ def _playbook(path: str | None) -> str | None:
     return file.read_text()
 
 
-_SPEC_KEYS = {"env", "split", "n_test", "tasks", "kwargs", "history_window", "max_new_tokens", "ks"}
+_SPEC_KEYS = {"env", "split", "n_test", "tasks", "kwargs", "history_window", "max_new_tokens", "ks", "repeats"}
 
 
 def task_spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +210,7 @@ def task_spec(leafe: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]
         override.setdefault("tasks", {})["path"] = metadata[f"{env}_path"]
     if (override.get("tasks") or {}).get("path"):
         override["tasks"]["path"] = str(Path(os.path.expandvars(os.path.expanduser(str(override["tasks"]["path"])))).absolute())
-    defaults = OmegaConf.create({"split": "test", "ks": None})
+    defaults = OmegaConf.create({"split": "test", "ks": None, "repeats": None})
     if (config := env_config(env)) is None:
         raise LeafeEvalError(f"no environment config hydra_conf/env/{env}.yaml; environments: {', '.join(known_families())}")
     conf = OmegaConf.to_container(OmegaConf.merge(defaults, config, layer, override), resolve=True)
@@ -241,6 +242,8 @@ class LeafeTask(ConfigurableTask):
         spec = task_spec((config.get("dataset_kwargs") or {}).get("leafe"), dict(config.get("metadata") or {}))
         generation = dict(config.get("generation_kwargs") or {})
         generation.setdefault("max_gen_toks", spec["max_new_tokens"])
+        if spec["repeats"] is not None:
+            config["repeats"] = int(spec["repeats"])
         if _interactive(spec):
             generation[AGENT_ONLY_KEY] = True
         config["generation_kwargs"] = generation
@@ -752,6 +755,8 @@ def evaluate_checkpoint(
             lm, args = LeafeAgent.from_policy(policy, name=path, seed=seed, **extra), None
     elif model in ("hf", "vllm") and policy is None:
         args = {"pretrained": path, **(model_args or {})}
+        if model == "hf":
+            args = hf_attention(args, args.get("device"))
     else:
         raise LeafeEvalError(f"model must be leafe-agent, hf or vllm (a policy needs leafe-agent), got {model!r}")
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=include_defaults, metadata=dict(metadata or {}))
@@ -790,6 +795,24 @@ def evaluate_checkpoint(
     return {"tasks": summarize_results(results or {}), "results": results, "output_path": written}
 
 
+def hf_attention(model_args: dict[str, Any], device: Any) -> dict[str, Any]:
+    """lm-eval `hf` model arguments with the attention kernel chosen as for every other model
+    this project loads (leafe_recipe.gpu.choose_attention: flash-attn where it imports and
+    applies, else sdpa), unless they name one."""
+    if "attn_implementation" in model_args or not model_args.get("pretrained"):
+        return model_args
+    import torch
+
+    from leafe_recipe.gpu import choose_attention, model_dtype
+
+    on_gpu = torch.cuda.is_available() and not str(device or "cuda").startswith("cpu")  # lm-eval's default device: cuda
+    try:
+        dtype = model_dtype(str(model_args["pretrained"]), str(model_args.get("dtype") or "auto"))
+    except (OSError, ValueError):  # no readable config there: lm-eval's own load says so
+        return model_args
+    return {**model_args, "attn_implementation": choose_attention(None, on_gpu, dtype, "lm-eval hf")}
+
+
 def cli(argv: list[str] | None = None) -> None:
     """`leafe-eval`: lm-eval's command line (run, ls, validate) with the leafe-agent model
     registered and tasks/ on the include path (before any --include_path given)."""
@@ -803,6 +826,8 @@ def cli(argv: list[str] | None = None) -> None:
     args = parser.parse_args()
     if hasattr(args, "include_path"):
         args.include_path = [str(TASKS_DIR), *([args.include_path] if args.include_path else [])]
+    if getattr(args, "model", None) in (None, "hf") and getattr(args, "model_args", None):
+        args.model_args = hf_attention(args.model_args, getattr(args, "device", None))
     try:
         parser.execute(args)
     except (LeafeEvalError, DatasetUnavailable) as err:

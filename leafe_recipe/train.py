@@ -7,7 +7,9 @@
 On GPUs the command is OpenRLHF's usual `deepspeed --module openrlhf.cli.train_sft ...`.
 Without CUDA it is `python -m leafe_recipe.train ...` with the same flags: this module's
 `__main__` removes OpenRLHF 0.11.2's few CUDA assumptions in that one process
-(`_patch_for_cpu`) and runs `openrlhf.cli.train_sft` as `__main__`.
+(`_patch_for_cpu`) and runs `openrlhf.cli.train_sft` as `__main__`. Either way, the attention
+kernel, the flash_attn stand-in and the CUDA architecture list are decided by
+`leafe_recipe.gpu` before the launch.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from leafe_recipe import tracking
+from leafe_recipe.gpu import choose_attention, openrlhf_env
 from leafe_recipe.manifest import Manifest, write
 from leafe_recipe.models import identity
 from leafe_recipe.records import claim, write_json
 
-CPU_SHIM = Path(__file__).resolve().parent / "cpu_shim"  # holds the flash_attn stand-in
 LOG_NAME = "train.log"
 LORA_ADAPTER = "lora_adapter"  # a LoRA run's adapter, under output_dir, before the merge
 INPUT_KEY, OUTPUT_KEY = "prompt", "response"  # the SFT JSONL format (leafe_recipe/distill.py)
@@ -59,7 +61,7 @@ class SFTConfig:
     gradient_checkpointing: bool  # --model.gradient_checkpointing_enable
     seed: int  # --train.seed
     bf16: bool  # --ds.param_dtype bf16, else fp16: OpenRLHF 0.11.2 has no fp32 mode
-    attn_implementation: str | None  # --ds.attn_implementation; None = flash_attention_2 on GPU, sdpa on CPU
+    attn_implementation: str | None  # --ds.attn_implementation; None = leafe_recipe.gpu.choose_attention's
     max_samples: int | None  # --data.max_samples (per file, then in total); None = OpenRLHF's 1e6
     extra_args: list[str]  # more train_sft flags, appended verbatim
     dataset_probs: list[float] | None = None  # --data.dataset_probs (the method's mixture); None concatenates the files
@@ -126,7 +128,7 @@ def sft_flags(cfg: SFTConfig, on_gpu: bool) -> list[str]:
         "--train.seed", str(cfg.seed),
         "--ds.zero_stage", str(cfg.zero_stage),
         "--ds.param_dtype", "bf16" if cfg.bf16 else "fp16",
-        "--ds.attn_implementation", cfg.attn_implementation or ("flash_attention_2" if on_gpu else "sdpa"),
+        "--ds.attn_implementation", choose_attention(cfg.attn_implementation, on_gpu, "bf16" if cfg.bf16 else "fp16", "OpenRLHF SFT"),
         "--ckpt.output_dir", str(trainer_output_dir(cfg)),
     ]  # fmt: skip
     if cfg.dataset_probs is not None:
@@ -240,9 +242,10 @@ def train(cfg: SFTConfig, num_gpus: int | None = None, check: bool = True) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG_NAME
     log.write_text("")
-    run_logged(sft_command(cfg, num_gpus), log)
+    command, env = sft_command(cfg, num_gpus), openrlhf_env(on_gpu=num_gpus > 0)
+    run_logged(command, log, env)
     if cfg.lora_rank > 0:
-        run_logged(merge_command(cfg), log)
+        run_logged(merge_command(cfg), log, env)
     return out
 
 
@@ -305,12 +308,15 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def run_logged(command: list[str], log: Path) -> None:
-    """Run `command`, teeing its output to `log` and the console; a failure raises TrainingError."""
+def run_logged(command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    """Run `command` with `env` added to the environment, teeing its output to `log` and the
+    console; a failure raises TrainingError."""
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with open(log, "a", encoding="utf-8", buffering=1) as f:
         f.write(f"$ {shlex.join(command)}\n")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # keep stdout and stderr in order
+        for key, value in (env or {}).items():
+            f.write(f"$ export {key}={shlex.quote(value)}\n")
+        env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}  # unbuffered: stdout and stderr in order
         with subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
         ) as proc:
@@ -326,8 +332,9 @@ def _patch_for_cpu() -> None:
     """Let OpenRLHF 0.11.2's DeepSpeed SFT run as one CPU process; affects this process only.
 
     Each step was needed on torch 2.13.0 (CPU build) with deepspeed 0.19.6; the failure it
-    prevents is named beside it. Open upstream PRs would retire steps 2 and 3: OpenRLHF#1302
-    (optional flash_attn imports) and OpenRLHF#1301 (torch.accelerator instead of torch.cuda).
+    prevents is named beside it. `import openrlhf.models` needs flash_attn: the launch puts the
+    stand-in on PYTHONPATH (leafe_recipe.gpu.openrlhf_env), as on a GPU without flash-attn.
+    Upstream OpenRLHF#1301 (torch.accelerator instead of torch.cuda) would retire step 2.
     """
     # 1. One-process rendezvous. Unless RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and LOCAL_RANK
     #    are all set, deepspeed.init_distributed tries MPI discovery ("No module named 'mpi4py'").
@@ -340,15 +347,12 @@ def _patch_for_cpu() -> None:
     )  # fmt: skip
     import torch
 
-    # 2. `import openrlhf.models` fails: ModuleNotFoundError: No module named 'flash_attn'
-    #    (models/ring_attn_utils.py imports it at module level; flash-attn needs CUDA to install).
-    sys.path.insert(0, str(CPU_SHIM))
-    # 3. "AssertionError: Torch not compiled with CUDA enabled" from DeepspeedStrategy.all_reduce,
+    # 2. "AssertionError: Torch not compiled with CUDA enabled" from DeepspeedStrategy.all_reduce,
     #    which moves the logged loss to torch.cuda.current_device() at every step, and from
     #    save_model's torch_dist_barrier_and_cuda_sync() -> torch.cuda.synchronize().
     torch.cuda.current_device = lambda: torch.device("cpu")
     torch.cuda.synchronize = lambda device=None: None
-    # 4. No JIT-compiled C++ ops, which would take minutes on a fresh machine (and need a compiler):
+    # 3. No JIT-compiled C++ ops, which would take minutes on a fresh machine (and need a compiler):
     #    DeepSpeed's CPU accelerator builds a shared-memory all-reduce op when it sets up comms
     #    (useless for one process), and OpenRLHF's AdamW config makes DeepSpeed build its CPU
     #    FusedAdam. DeepSpeed's own `torch_adam` optimizer option

@@ -236,6 +236,15 @@ def test_a_task_takes_every_setting_from_its_environment_config(name):
     assert task.config.generation_kwargs["max_gen_toks"] == env["max_new_tokens"]
 
 
+def test_metadata_sizes_a_task_down_through_the_real_task():
+    """--metadata '{"humaneval": {"repeats": 4, "max_new_tokens": 64}}': fewer samples and tokens
+    (the GPU smoke's lm-eval steps) without a task variant."""
+    task = manager(humaneval={"repeats": 4, "max_new_tokens": 64}).load(["leafe_humaneval"])["tasks"]["leafe_humaneval"]
+    assert task.config.repeats == 4 and task.config.generation_kwargs["max_gen_toks"] == 64
+    default = manager().load(["leafe_humaneval"])["tasks"]["leafe_humaneval"]
+    assert default.config.repeats == 128 and default.config.generation_kwargs["max_gen_toks"] == 1024
+
+
 def test_missing_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetUnavailable, match=r"(?s)no such file.*--metadata '\{\"mbpp_path\""):
         manager(mbpp_path=str(tmp_path / "nope.jsonl")).load(["leafe_mbpp"])

@@ -33,7 +33,7 @@ from leafe_recipe.sandbox import (
     run_program,
 )
 
-from conftest import NEEDS_MBPP, REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA
 
 FAST = Limits(cpu_s=1, wall_s=2, memory_mb=256, output_bytes=1 << 20, nproc=32, nofile=64)
 

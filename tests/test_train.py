@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import sft_config
+from leafe_recipe import gpu
+from leafe_recipe.gpu import STAND_IN
 from leafe_recipe.train import (
-    CPU_SHIM,
     SFTConfig,
     TrainingError,
     leafe_mixture,
@@ -58,7 +59,9 @@ def test_mixture_probabilities_come_from_beta(d_cf, d_reh, tmp_path):
         leafe_mixture(d_cf, d_reh, beta=-1)
 
 
-def test_gpu_command_is_openrlhfs_deepspeed_launch_with_dotted_flags():
+@pytest.mark.parametrize("flash", [True, False], ids=["flash-attn imports", "no flash-attn"])
+def test_gpu_command_is_openrlhfs_deepspeed_launch_with_dotted_flags(flash, monkeypatch):
+    monkeypatch.setattr(gpu, "flash_attn", lambda: gpu.FlashAttn(flash, "stated by the test"))
     cfg = sft_config(model="Qwen/Qwen2.5-1.5B-Instruct", datasets=["cf.jsonl", "reh.jsonl"],
                     dataset_probs=[2 / 3, 1 / 3], output_dir="/ckpt/leafe")  # fmt: skip
     assert sft_command(cfg, num_gpus=8) == [
@@ -76,7 +79,7 @@ def test_gpu_command_is_openrlhfs_deepspeed_launch_with_dotted_flags():
         "--train.seed", "42",
         "--ds.zero_stage", "2",
         "--ds.param_dtype", "bf16",
-        "--ds.attn_implementation", "flash_attention_2",
+        "--ds.attn_implementation", "flash_attention_2" if flash else "sdpa",
         "--ckpt.output_dir", "/ckpt/leafe",
         "--data.dataset_probs", f"{2 / 3},{1 / 3}",
     ]  # fmt: skip
@@ -121,9 +124,19 @@ def test_cpu_command_runs_this_module_with_sdpa_and_every_option():
         sft_config(model="m", datasets=["a", "b"], dataset_probs=[1.0], output_dir="out")
 
 
+def test_an_arch_list_deepspeed_cannot_read_stops_the_gpu_launch_before_it_starts(tmp_path, monkeypatch):
+    from leafe_recipe.gpu import ArchListError
+
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "Hopper")
+    cfg = sft_config(model="m", datasets=["cf.jsonl"], output_dir=str(tmp_path / "ckpt"))
+    with pytest.raises(ArchListError, match="'Hopper'"):
+        train(cfg, num_gpus=1, check=False)
+    assert (tmp_path / "ckpt" / "train.log").read_text() == ""  # nothing was launched
+
+
 def test_flash_attn_stand_in_imports_but_refuses_to_run():
     code = (
-        f"import sys; sys.path.insert(0, {str(CPU_SHIM)!r})\n"
+        f"import sys; sys.path.insert(0, {str(STAND_IN)!r})\n"
         "from flash_attn.bert_padding import index_first_axis, pad_input, rearrange, unpad_input\n"
         "from flash_attn.utils.distributed import all_gather\n"
         "try:\n    import flash_attn.ops\nexcept ImportError:\n    print('no ops')\n"  # OpenRLHF's fallback
@@ -132,7 +145,7 @@ def test_flash_attn_stand_in_imports_but_refuses_to_run():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.stdout == "no ops\n"
     assert "flash_attn.bert_padding.pad_input was called" in run.stderr
-    assert "CPU stand-in" in run.stderr
+    assert "stand-in for flash-attn" in run.stderr
 
 
 def test_sft_dataset_masks_only_the_response(tiny_model, d_cf):
@@ -187,6 +200,7 @@ def test_cpu_sft_of_two_mixed_files_writes_a_loadable_checkpoint(tiny_model, d_c
     assert len(changed_parameters(tiny_model, out)) > 10
     log = (out / "train.log").read_text()
     assert log.startswith("$ " + shlex.join(sft_command(cfg, 0)))
+    assert f"$ export PYTHONPATH={STAND_IN}" in log  # no flash-attn here: the stand-in satisfies OpenRLHF's import
     assert "Train step of epoch 0" in log
 
 

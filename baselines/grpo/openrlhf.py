@@ -14,6 +14,9 @@ task, with the task as the label the agent plays), the agent file and its settin
 `command.sh`. The launch is `python -m openrlhf.cli.train_ppo_ray ...` on this node (Ray
 starts a local cluster); for a Ray cluster, `ray job submit --address <head> -- <the same
 command>` (`method.dry_run=true` writes everything and prints both, without running).
+The attention kernel and, where flash_attn does not import, the stand-in on PYTHONPATH are
+leafe_recipe.gpu's choice, as for the SFT launch: command.sh exports it, and the Ray
+command passes it as the job's runtime environment.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from baselines.grpo.agent import agent_file
 from leafe_recipe import tracking
 from leafe_recipe.envs.base import Task
+from leafe_recipe.gpu import choose_attention, openrlhf_env
 from leafe_recipe.prompts import build_messages
 from leafe_recipe.records import write_jsonl
 from leafe_recipe.train import run_logged
@@ -101,6 +105,7 @@ def command(g: dict[str, Any], init: str, folder: Path, num_gpus: int, max_new_t
         "--ref.num_gpus_per_node", str(num_gpus),
         "--ds.zero_stage", str(o["zero_stage"]),
         "--ds.param_dtype", "bf16",
+        "--ds.attn_implementation", choose_attention(None, True, "bf16", "OpenRLHF GRPO"),
         "--actor.gradient_checkpointing_enable",
         "--ckpt.output_dir", str(folder / "checkpoint"),
         "--ckpt.path", str(folder / "ds_checkpoints"),
@@ -120,8 +125,11 @@ def prepare(g: dict[str, Any], init: str, folder: Path, settings: dict[str, Any]
     (folder / "agent_settings.json").write_text(json.dumps(settings, indent=2))
     (folder / "agent.py").write_text(agent_file(folder / "agent_settings.json"))
     cmd = command(g, init, folder, num_gpus, settings["max_new_tokens"])
-    (folder / "command.sh").write_text("#!/usr/bin/env bash\n# this node:\n" + shlex.join(cmd) + "\n# a Ray cluster:\n"
-                                       + "ray job submit --address http://<head>:8265 -- " + shlex.join(["python3", *cmd[1:]]) + "\n")
+    env = openrlhf_env(on_gpu=True)
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+    runtime = ["--runtime-env-json", json.dumps({"env_vars": env})] if env else []
+    (folder / "command.sh").write_text("#!/usr/bin/env bash\n# this node:\n" + exports + shlex.join(cmd) + "\n# a Ray cluster:\n"
+                                       + "ray job submit --address http://<head>:8265 " + shlex.join([*runtime, "--", "python3", *cmd[1:]]) + "\n")  # fmt: skip
     return cmd
 
 
@@ -131,5 +139,5 @@ def launch(cmd: list[str], folder: Path) -> Path:
     checkpoint = folder / "checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
     (checkpoint / "train.log").write_text("")
-    run_logged(cmd, checkpoint / "train.log")
+    run_logged(cmd, checkpoint / "train.log", openrlhf_env(on_gpu=True))
     return checkpoint

@@ -28,7 +28,11 @@ from baselines.grpo.turns import ChatTurns
 from leafe_recipe import tracking
 from leafe_recipe.envs.base import EnvFamily, Task
 from leafe_recipe.envs.pool import EnvPool, first_observations
+from leafe_recipe.gpu import choose_attention
 from leafe_recipe.prompts import build_messages
+
+
+DTYPE = "float32"  # the policy's and the reference model's weights (TRL's default, named because the attention choice reads it)
 
 
 @dataclass
@@ -150,10 +154,12 @@ def train(
     def reward(completions, env_reward, **_) -> list[float]:
         return list(env_reward)
 
+    on_gpu = torch.cuda.is_available()
     config = GRPOConfig(
         output_dir=str(out_dir / "trl"),
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not on_gpu,
         bf16=False,
+        model_init_kwargs={"dtype": DTYPE, "attn_implementation": choose_attention(None, on_gpu, DTYPE, "TRL GRPO")},
         num_generations=g["group_size"],
         per_device_train_batch_size=g["group_size"],
         gradient_accumulation_steps=g["prompts_per_step"],

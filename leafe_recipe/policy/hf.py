@@ -17,6 +17,7 @@ import dataclasses
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from leafe_recipe.gpu import AUTO, choose_attention, model_dtype
 from leafe_recipe.policy import Completion, Sampling, cut_at_stop, per_conversation
 from leafe_recipe.prompts import Message
 
@@ -80,7 +81,7 @@ class HFPolicy:
         device: str = "auto",
         dtype: str = "auto",
         max_batch_size: int = 64,
-        attn_implementation: str = "sdpa",
+        attn_implementation: str = AUTO,
     ):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -90,9 +91,8 @@ class HFPolicy:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype, attn_implementation=attn_implementation
-        ).to(self.device)
+        attention = choose_attention(attn_implementation, self.device.type == "cuda", model_dtype(path, dtype), f"hf backend on {self.device}")
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, attn_implementation=attention).to(self.device)
         self.model.eval()
         # Sampling knobs a checkpoint's generation_config.json may set (Qwen2.5: repetition
         # penalty 1.05) that Sampling does not carry: transformers would apply them, vLLM with
