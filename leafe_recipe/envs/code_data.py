@@ -239,6 +239,14 @@ def codecontests_tasks(
     return _take(tasks(), n, f"{what} {split}")
 
 
+def _stdio_task(source: str, name: str, prompt: str, public: list, hidden: list, reference: str | None, time_limit_s: float,
+                meta: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Task.data of a stdin/stdout problem (the module docstring's schema)."""
+    return {"source": source, "name": name, "prompt": prompt, "kind": "stdio", "public_tests": public, "hidden_tests": hidden,
+            "setup": "", "entry_point": None, "preamble": "", "stub": None, "reference": reference, "time_limit_s": time_limit_s,
+            "meta": meta}  # fmt: skip
+
+
 def codecontests_record(
     record: dict[str, Any],
     source: str | None,
@@ -261,23 +269,9 @@ def codecontests_record(
         tests = json.loads(tests) if isinstance(tests, str) else tests
         pairs = _unique((t["input"]["stdin"], t["output"]["stdout"]) for t in tests)
         public, hidden = pairs[:max_public_tests], pairs[max_public_tests:][:max_hidden_tests]
-        if not hidden:
-            return None
-        return {
-            "source": "sandboxfusion/code_contests",
-            "name": str(labels.get("name") or record.get("id")),
-            "prompt": record["content"],
-            "kind": "stdio",
-            "public_tests": public,
-            "hidden_tests": hidden,
-            "setup": "",
-            "entry_point": None,
-            "preamble": "",
-            "stub": None,
-            "reference": None,
-            "time_limit_s": clamp(default_time_limit_s),
-            "meta": {"judge": labels.get("source"), "difficulty": labels.get("difficulty"), "id": record.get("id")},
-        }
+        meta = {"judge": labels.get("source"), "difficulty": labels.get("difficulty"), "id": record.get("id")}
+        name = str(labels.get("name") or record.get("id"))
+        return _stdio_task("sandboxfusion/code_contests", name, record["content"], public, hidden, None, clamp(default_time_limit_s), meta) if hidden else None
     if "description" not in record:
         raise ValueError(
             "unrecognised CodeContests record: expected the deepmind schema (description, public_tests, ...) "
@@ -285,48 +279,40 @@ def codecontests_record(
         )
     if record.get("input_file") or record.get("output_file"):
         return None  # reads or writes named files: not a stdin/stdout problem
-
-    def tests_of(key: str) -> list[tuple[str, str]]:
-        t = record.get(key) or {}
-        return list(zip(t.get("input") or [], t.get("output") or []))
-
-    solutions = record.get("solutions") or {}
-    python3 = [
-        code
-        for lang, code in zip(solutions.get("language") or [], solutions.get("solution") or [])
-        if lang == PYTHON3 or lang in _PYTHON3_NAMES
-    ]
+    python3 = _python3_solutions(record)
     if python_only and not python3:
         return None
-    public = _unique(tests_of("public_tests"))[:max_public_tests]
-    hidden = _unique(tests_of("private_tests") + tests_of("generated_tests"))[:max_hidden_tests]
+    public = _unique(_tests_of(record, "public_tests"))[:max_public_tests]
+    hidden = _unique(_tests_of(record, "private_tests") + _tests_of(record, "generated_tests"))[:max_hidden_tests]
     if not hidden:
         return None
-    limit = record.get("time_limit")
-    if isinstance(limit, dict) and (limit.get("seconds") or limit.get("nanos")):
-        seconds = (limit.get("seconds") or 0) + (limit.get("nanos") or 0) / 1e9
-    elif isinstance(limit, (int, float)) and limit > 0:
-        seconds = float(limit)
-    else:
-        seconds = default_time_limit_s
     judge = record.get("source")
     if isinstance(judge, int) and 0 <= judge < len(_CC_SOURCES):
         judge = _CC_SOURCES[judge]
-    return {
-        "source": source or "deepmind/code_contests",
-        "name": str(record.get("name") or ""),
-        "prompt": record["description"],
-        "kind": "stdio",
-        "public_tests": public,
-        "hidden_tests": hidden,
-        "setup": "",
-        "entry_point": None,
-        "preamble": "",
-        "stub": None,
-        "reference": python3[0] if python3 else None,
-        "time_limit_s": clamp(seconds),
-        "meta": {"judge": judge, "difficulty": record.get("difficulty")},
-    }
+    return _stdio_task(source or "deepmind/code_contests", str(record.get("name") or ""), record["description"], public, hidden,
+                       python3[0] if python3 else None, clamp(_time_limit(record, default_time_limit_s)),
+                       {"judge": judge, "difficulty": record.get("difficulty")})  # fmt: skip
+
+
+def _tests_of(record: dict[str, Any], key: str) -> list[tuple[str, str]]:
+    t = record.get(key) or {}
+    return list(zip(t.get("input") or [], t.get("output") or []))
+
+
+def _python3_solutions(record: dict[str, Any]) -> list[str]:
+    solutions = record.get("solutions") or {}
+    return [code for lang, code in zip(solutions.get("language") or [], solutions.get("solution") or [])
+            if lang == PYTHON3 or lang in _PYTHON3_NAMES]  # fmt: skip
+
+
+def _time_limit(record: dict[str, Any], default: float) -> float:
+    """The problem's time limit in seconds (deepmind's {seconds, nanos} or a number), else `default`."""
+    limit = record.get("time_limit")
+    if isinstance(limit, dict) and (limit.get("seconds") or limit.get("nanos")):
+        return (limit.get("seconds") or 0) + (limit.get("nanos") or 0) / 1e9
+    if isinstance(limit, (int, float)) and limit > 0:
+        return float(limit)
+    return default
 
 
 # --------------------------------------------------------------------------- #

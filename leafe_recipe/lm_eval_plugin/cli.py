@@ -80,21 +80,7 @@ def evaluate_checkpoint(
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
-    from leafe_recipe import models
-
-    path = models.resolve(str(model_path)) if policy is None else str(model_path)
-    lm: Any = model
-    if model == "leafe-agent":
-        args = {"pretrained": path, "backend": backend, "seed": seed, **(model_args or {})}
-        if policy is not None:
-            extra = {k: v for k, v in (model_args or {}).items() if k in ("max_concurrent", "env_workers", "history_window")}
-            lm, args = LeafeAgent.from_policy(policy, name=path, seed=seed, **extra), None
-    elif model in ("hf", "vllm") and policy is None:
-        args = {"pretrained": path, **(model_args or {})}
-        if model == "hf":
-            args = hf_attention(args, args.get("device"))
-    else:
-        raise LeafeEvalError(f"model must be leafe-agent, hf or vllm (a policy needs leafe-agent), got {model!r}")
+    lm, args = _model(model_path, backend, model, model_args, seed, policy)
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=include_defaults, metadata=dict(metadata or {}))
     spec: Any = str(Path(task_name).resolve()) if str(task_name).endswith(".yaml") else task_name
     loaded = manager.load([spec])
@@ -106,20 +92,10 @@ def evaluate_checkpoint(
     roots += [t for name, t in loaded["tasks"].items() if name not in children]
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
     results = lm_eval.simple_evaluate(
-        model=lm,
-        model_args=args,
-        tasks=roots,
-        limit=limit,
-        gen_kwargs=gen_kwargs,
-        task_manager=manager,
-        log_samples=log_samples,
-        evaluation_tracker=tracker,
-        apply_chat_template=model != "leafe-agent",
-        confirm_run_unsafe_code=True,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-    )
+        model=lm, model_args=args, tasks=roots, limit=limit, gen_kwargs=gen_kwargs, task_manager=manager, log_samples=log_samples,
+        evaluation_tracker=tracker, apply_chat_template=model != "leafe-agent", confirm_run_unsafe_code=True,
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+    )  # fmt: skip
     samples = results.pop("samples", None) if results else None
     written = None
     if tracker is not None and results is not None:
@@ -129,6 +105,23 @@ def evaluate_checkpoint(
                 tracker.save_results_samples(task_name=name, samples=samples[name])
         written = str(Path(output_path) / tracker.general_config_tracker.model_name_sanitized)
     return {"tasks": summarize_results(results or {}), "results": results, "output_path": written}
+
+
+def _model(model_path: str, backend: str, model: str, model_args: dict[str, Any] | None, seed: int, policy: Any) -> tuple[Any, Any]:
+    """lm-eval's `model` and `model_args` for evaluate_checkpoint: leafe-agent (or a loaded policy wrapped in it), hf or vllm."""
+    from leafe_recipe import models
+
+    path = models.resolve(str(model_path)) if policy is None else str(model_path)
+    if model == "leafe-agent":
+        args = {"pretrained": path, "backend": backend, "seed": seed, **(model_args or {})}
+        if policy is None:
+            return model, args
+        extra = {k: v for k, v in (model_args or {}).items() if k in ("max_concurrent", "env_workers", "history_window")}
+        return LeafeAgent.from_policy(policy, name=path, seed=seed, **extra), None
+    if model in ("hf", "vllm") and policy is None:
+        args = {"pretrained": path, **(model_args or {})}
+        return model, hf_attention(args, args.get("device")) if model == "hf" else args
+    raise LeafeEvalError(f"model must be leafe-agent, hf or vllm (a policy needs leafe-agent), got {model!r}")
 
 
 def hf_attention(model_args: dict[str, Any], device: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from leafe_recipe.prompts import Message
 
