@@ -80,6 +80,17 @@ def test_imitation_reaches_the_experts_choice(tiny_model, base_rate, tmp_path):
     assert base_rate < 0.5 and success_rate(str(checkpoint)) >= 0.75  # the expert's choice, most of the time
 
 
+def test_the_expert_answers_in_the_format_of_the_model_that_learns_from_it(tmp_path):
+    """The micro study's imitation and Early Experience learn the micro model's own answers ("Action: <move>")."""
+    from helpers import context
+
+    ctx = context(tmp_path, "experiment=micro_sokoban", "method=imitation")
+    room = SOKOBAN.tasks("train", 1)[0]
+    _, actions = expert_trajectory(SOKOBAN, ctx.env_kwargs, room, ctx.expert)
+    assert actions and all(a in {f"Action: {m}" for m in ("up", "down", "left", "right")} for a in actions)
+    assert expert_trajectory(SOKOBAN, {"max_steps": 20}, room)[1][0].startswith("Thought: ")  # sokoban.yaml's ReAct answer
+
+
 # --- Early Experience ---------------------------------------------------------------------
 
 

@@ -99,6 +99,8 @@ def test_a_sweep_of_every_method_runs_end_to_end_and_leafe_report_renders_it(tmp
         if name not in ("base", "search_compare", "ace"):
             manifest = json.loads(Path(results["checkpoint"], "leafe_manifest.json").read_text())
             assert manifest["prompt"] == {"history_window": None, "max_new_tokens": 96, "env": "sokoban"}
+    for data in sweep.glob("*/sft/*.jsonl"):  # every SFT method's training prompts are the protocol's: the whole history
+        assert all("are omitted" not in r["prompt"][1]["content"] for r in read_jsonl(data)), data
     assert cells["leafe_rl"]["grpo"]["engine"] == "trl"
     lineage = json.loads(Path(cells["leafe_rl"]["checkpoint"], "leafe_manifest.json").read_text())["lineage"]
     assert lineage == ["tiny build", "grpo", "leafe"]  # LEAFE + RL inherits GRPO's train tasks, and the tiny model's
