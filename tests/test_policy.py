@@ -78,3 +78,38 @@ def test_a_checkpoints_own_sampling_knobs_are_neutralised(tiny_model, tmp_path):
     model.save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path)
     assert HFPolicy(str(tmp_path)).model.generation_config.repetition_penalty == 1.0
+
+
+def plain_qwen3(tmp_path, tiny_model) -> str:
+    """A small random Qwen3 (full attention in every layer, unlike the tiny model's sliding window)
+    with the tiny model's tokenizer: the prefix cache applies to it."""
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    torch_seed = __import__("torch").manual_seed(0)  # noqa: F841
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, max_position_embeddings=8192, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    Qwen3ForCausalLM(config).save_pretrained(tmp_path / "qwen3")
+    tokenizer.save_pretrained(tmp_path / "qwen3")
+    return str(tmp_path / "qwen3")
+
+
+def test_the_next_turn_of_a_conversation_reuses_its_last_turns_states_and_answers_as_without(tmp_path, tiny_model):
+    model = plain_qwen3(tmp_path, tiny_model)
+    cached, plain = HFPolicy(model), HFPolicy(model, prefix_cache=False)
+    firsts = [[*CONV[:1], {"role": "user", "content": f"Room {i}: " + "#_P_#" * (3 + 4 * i)}] for i in range(3)]
+    requests = [Sampling(max_new_tokens=6, seed=i) for i in range(3)]
+    answers = cached.generate(firsts, requests)
+    assert answers == plain.generate(firsts, requests) and cached.reused_tokens == 0
+    seconds = [c + [{"role": "assistant", "content": a.text}, {"role": "user", "content": "You moved up.\n#_P_#"}] for c, a in zip(firsts, answers)]
+    fresh = [*CONV[:1], {"role": "user", "content": "A new episode starts."}]  # no prefix of its own
+    later = [Sampling(max_new_tokens=6, seed=10 + i) for i in range(4)]
+    assert cached.generate([*seconds, fresh], later) == plain.generate([*seconds, fresh], later)
+    assert cached.reused_tokens > 0  # the first turns were not computed again
+    greedy = Sampling(max_new_tokens=6, temperature=0.0)
+    assert cached.generate(seconds, greedy) == plain.generate(seconds, greedy)
+
+
+def test_a_sliding_window_model_generates_without_the_prefix_cache(tiny_model):
+    assert HFPolicy(tiny_model).cache is None and HFPolicy(tiny_model, prefix_cache=False).cache is None

@@ -8,14 +8,22 @@ prompt and its seed, not on the other conversations of the batch, on the order o
 on torch's global random state; the batch is decoded greedily over the noised scores. (Left
 padding of a different batch changes the logits by float rounding only, which flips a draw
 only at a near tie of two noised scores.)
+
+Multi-turn episodes re-send their whole history every turn, so the key/value states of the
+sequences a call ends with are kept (`PrefixCache`) and the next call computes only what its
+prompts add to them (the answer's end and the new feedback): on a whole-history prompt the
+cost of a turn grows with the turn's new tokens, not with the episode's length, as vLLM's
+prefix caching does. The cached states are exactly those a full prefill computes (positions
+follow the attention mask, as in a left-padded batch), up to float rounding.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from leafe_recipe.gpu import AUTO, choose_attention, model_dtype
 from leafe_recipe.policy import Completion, Sampling, cut_at_stop, per_conversation
@@ -74,6 +82,43 @@ class KeyedSampler(LogitsProcessor):
         return logits + noise.to(logits.dtype)
 
 
+@dataclass
+class Prefix:
+    """A sequence's token ids and, per layer, its key and value states (heads x tokens x dims)."""
+
+    tokens: tuple[int, ...]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+
+@dataclass
+class PrefixCache:
+    """The sequences one generate call ended with, found again by the prompts of the next call
+    that extend them (the longest such prefix, matched on token ids)."""
+
+    entries: dict[tuple[int, int], Prefix] = field(default_factory=dict)  # (length, rolling hash) -> prefix
+
+    @staticmethod
+    def _hashes(ids: list[int]) -> list[int]:
+        out, h = [0], 0
+        for t in ids:
+            h = (h * 1_000_003 + t + 1) & 0xFFFFFFFFFFFF
+            out.append(h)
+        return out
+
+    def longest(self, ids: list[int]) -> Prefix | None:
+        """The longest stored prefix of `ids` that leaves at least one token to compute."""
+        hashes = self._hashes(ids)
+        for length in sorted({n for n, _ in self.entries if n < len(ids)}, reverse=True):
+            hit = self.entries.get((length, hashes[length]))
+            if hit is not None and hit.tokens == tuple(ids[:length]):
+                return hit
+        return None
+
+    def add(self, prefix: Prefix) -> None:
+        self.entries[(len(prefix.tokens), self._hashes(list(prefix.tokens))[-1])] = prefix
+
+
 class HFPolicy:
     def __init__(
         self,
@@ -82,6 +127,7 @@ class HFPolicy:
         dtype: str = "auto",
         max_batch_size: int = 64,
         attn_implementation: str = AUTO,
+        prefix_cache: bool = True,
     ):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -103,6 +149,10 @@ class HFPolicy:
             setattr(self.model.generation_config, name, None)
         self.model.generation_config.do_sample = False
         self.max_batch_size = max_batch_size
+        # Sliding-window layers keep only their window, which a prefix assembled here would not respect.
+        sliding = "sliding_attention" in (getattr(self.model.config, "layer_types", None) or [])
+        self.cache = PrefixCache() if prefix_cache and not sliding else None
+        self.reused_tokens = 0  # prompt tokens taken from the prefix cache instead of computed (what it saved)
 
     @torch.inference_mode()
     def generate(self, conversations: list[list[Message]], sampling: Sampling | list[Sampling]) -> list[Completion]:
@@ -114,6 +164,7 @@ class HFPolicy:
         for i, s in enumerate(settings):
             groups.setdefault(dataclasses.replace(s, seed=0), []).append(i)
         out: list[Completion | None] = [None] * len(conversations)
+        ended = PrefixCache() if self.cache is not None else None  # the sequences this call ends with
         for s, idx in groups.items():
             texts = [
                 self.tokenizer.apply_chat_template(conversations[i], add_generation_prompt=True, tokenize=False)
@@ -121,12 +172,14 @@ class HFPolicy:
             ]
             for start in range(0, len(idx), self.max_batch_size):
                 rows = idx[start : start + self.max_batch_size]
-                chunk = self._generate_chunk(texts[start : start + self.max_batch_size], s, [settings[i].seed for i in rows])
+                chunk = self._generate_chunk(texts[start : start + self.max_batch_size], s, [settings[i].seed for i in rows], ended)
                 for i, c in zip(rows, chunk):
                     out[i] = c
+        if ended is not None:
+            self.cache = ended
         return out
 
-    def _generate_chunk(self, texts: list[str], sampling: Sampling, seeds: list[int]) -> list[Completion]:
+    def _generate_chunk(self, texts: list[str], sampling: Sampling, seeds: list[int], ended: PrefixCache | None) -> list[Completion]:
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         width = batch["input_ids"].shape[1]
         kwargs = dict(
@@ -139,13 +192,55 @@ class HFPolicy:
             kwargs["logits_processor"] = LogitsProcessorList([KeyedSampler(sampling, seeds, width)])
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        generated = self.model.generate(**batch, **kwargs)[:, width:]
+        if ended is not None:
+            kwargs.update(past_key_values=self._past(batch), return_dict_in_generate=True)
+        out = self.model.generate(**batch, **kwargs)
+        generated = (out.sequences if ended is not None else out)[:, width:]
         eos_ids = kwargs["eos_token_id"]
         eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids]) | {self.tokenizer.pad_token_id}
-        completions = []
+        completions, kept = [], []
         for row in generated.tolist():
             n = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
-            ended = n < len(row) or row[-1] in eos_ids
+            ended_here = n < len(row) or row[-1] in eos_ids
             text, stopped = cut_at_stop(self.tokenizer.decode(row[:n], skip_special_tokens=True), sampling.stop)
-            completions.append(Completion(text=text, num_tokens=n, truncated=not (ended or stopped)))
+            completions.append(Completion(text=text, num_tokens=n, truncated=not (ended_here or stopped)))
+            kept.append(row[: min(n, len(row) - 1)])  # the last token drawn was never fed: no states for it
+        if ended is not None:
+            self._keep(batch, kept, out.past_key_values, ended)
         return completions
+
+    def _past(self, batch) -> DynamicCache | None:
+        """The key/value states of the longest cached prefix every row shares in the padded layout
+        (row i's pad, then its cached tokens), or None when there is nothing worth reusing."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        pads = (mask == 0).sum(dim=1).tolist()
+        rows = [[t for t, m in zip(r, mk) if m] for r, mk in zip(ids.tolist(), mask.tolist())]
+        hits = [self.cache.longest(r) for r in rows]
+        shared = min(pad + (len(h.tokens) if h else 0) for pad, h in zip(pads, hits))  # every row's states known up to here
+        reused = sum(max(0, shared - pad) for pad, h in zip(pads, hits) if h)
+        some = next((h for h in hits if h), None)
+        if some is None or reused == 0:
+            return None
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(len(some.keys)):
+            heads, _, dims = some.keys[layer].shape
+            keys = torch.zeros((len(rows), heads, shared, dims), dtype=some.keys[layer].dtype, device=self.device)
+            values = torch.zeros_like(keys)
+            for i, (pad, hit) in enumerate(zip(pads, hits)):
+                if hit and shared > pad:  # a pad position's states are masked out: zeros serve
+                    keys[i, :, pad:shared] = hit.keys[layer][:, : shared - pad]
+                    values[i, :, pad:shared] = hit.values[layer][:, : shared - pad]
+            cache.update(keys, values, layer)
+        self.reused_tokens += reused
+        return cache
+
+    def _keep(self, batch, kept: list[list[int]], past: DynamicCache, ended: PrefixCache) -> None:
+        """Each row's prompt and answer tokens with their states, for the next call to extend."""
+        mask = batch["attention_mask"]
+        width = mask.shape[1]
+        for i, answer in enumerate(kept):
+            pad = int((mask[i] == 0).sum())
+            tokens = tuple(t for t, m in zip(batch["input_ids"][i].tolist(), mask[i].tolist()) if m) + tuple(answer)
+            end = width + len(answer)
+            ended.add(Prefix(tokens, [layer.keys[i, :, pad:end].clone() for layer in past.layers],
+                             [layer.values[i, :, pad:end].clone() for layer in past.layers]))  # fmt: skip
