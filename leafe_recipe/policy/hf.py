@@ -93,30 +93,34 @@ class Prefix:
 
 @dataclass
 class PrefixCache:
-    """The sequences one generate call ended with, found again by the prompts of the next call
-    that extend them (the longest such prefix, matched on token ids)."""
+    """The sequences one generate call ended with, found again by the prompts of the next call:
+    a prompt reuses the longest prefix it shares with any of them (matched on token ids), so an
+    answer that the next prompt writes otherwise costs only the tokens from there on."""
 
-    entries: dict[tuple[int, int], Prefix] = field(default_factory=dict)  # (length, rolling hash) -> prefix
+    entries: dict[tuple[int, int], Prefix] = field(default_factory=dict)  # (prefix length, rolling hash) -> a sequence
 
     @staticmethod
-    def _hashes(ids: list[int]) -> list[int]:
+    def _hashes(ids: list[int] | tuple[int, ...]) -> list[int]:
         out, h = [0], 0
         for t in ids:
             h = (h * 1_000_003 + t + 1) & 0xFFFFFFFFFFFF
             out.append(h)
         return out
 
-    def longest(self, ids: list[int]) -> Prefix | None:
-        """The longest stored prefix of `ids` that leaves at least one token to compute."""
+    def longest(self, ids: list[int]) -> tuple[Prefix, int] | None:
+        """A stored sequence and the length of the longest prefix it shares with `ids`, leaving
+        at least one token of `ids` to compute."""
         hashes = self._hashes(ids)
-        for length in sorted({n for n, _ in self.entries if n < len(ids)}, reverse=True):
+        for length in range(len(ids) - 1, 0, -1):
             hit = self.entries.get((length, hashes[length]))
-            if hit is not None and hit.tokens == tuple(ids[:length]):
-                return hit
+            if hit is not None and hit.tokens[:length] == tuple(ids[:length]):
+                return hit, length
         return None
 
     def add(self, prefix: Prefix) -> None:
-        self.entries[(len(prefix.tokens), self._hashes(list(prefix.tokens))[-1])] = prefix
+        """The sequence, under each of its prefixes (their states are the prefix's own: attention is causal)."""
+        for length, h in enumerate(self._hashes(prefix.tokens)[1:], start=1):
+            self.entries[(length, h)] = prefix
 
 
 class HFPolicy:
@@ -215,8 +219,9 @@ class HFPolicy:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         pads = (mask == 0).sum(dim=1).tolist()
         rows = [[t for t, m in zip(r, mk) if m] for r, mk in zip(ids.tolist(), mask.tolist())]
-        hits = [self.cache.longest(r) for r in rows]
-        shared = min(pad + (len(h.tokens) if h else 0) for pad, h in zip(pads, hits))  # every row's states known up to here
+        found = [self.cache.longest(r) for r in rows]
+        hits = [f[0] if f else None for f in found]
+        shared = min(pad + (f[1] if f else 0) for pad, f in zip(pads, found))  # every row's states known up to here
         reused = sum(max(0, shared - pad) for pad, h in zip(pads, hits) if h)
         some = next((h for h in hits if h), None)
         if some is None or reused == 0:
