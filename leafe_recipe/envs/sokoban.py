@@ -225,12 +225,14 @@ def generate_room(
     wall_density: float = 0.15,
     min_solution_len: int = 4,
     max_tries: int = 200,
+    max_solution_len: int | None = None,
 ) -> list[str]:
-    """A solvable room (XSB rows) whose optimal plan has at least `min_solution_len` moves.
+    """A solvable room (XSB rows) whose optimal plan has at least `min_solution_len` moves (and
+    at most `max_solution_len`, when given).
 
     Deterministic in `seed`: rejected attempts draw from the same random stream.
     """
-    return _generate(seed, tuple(dim), num_boxes, wall_density, min_solution_len, max_tries)[0]
+    return _generate(seed, tuple(dim), num_boxes, wall_density, min_solution_len, max_tries, max_solution_len)[0]
 
 
 def _generate(
@@ -240,13 +242,14 @@ def _generate(
     wall_density: float,
     min_solution_len: int,
     max_tries: int,
+    max_solution_len: int | None = None,
 ) -> tuple[list[str], list[str]]:
     """(room, optimal plan), so task building does not solve each room twice."""
     height, width = dim
     if height < 3 or width < 3 or num_boxes < 1:
         raise ValueError(f"Sokoban rooms need dim >= (3, 3) and num_boxes >= 1, got dim={dim}, num_boxes={num_boxes}")
     rng = random.Random(seed)
-    rejected = {"too little floor": 0, "no box moved": 0, "unsolvable": 0, "too short": 0, "too large to solve": 0}
+    rejected = {"too little floor": 0, "no box moved": 0, "unsolvable": 0, "too short": 0, "too long": 0, "too large to solve": 0}
     for _ in range(max_tries):
         board = _Board(height, width, frozenset(), frozenset())
         floor = _random_floor(rng, board, wall_density)
@@ -270,12 +273,14 @@ def _generate(
             rejected["unsolvable"] += 1
         elif len(plan) < min_solution_len:
             rejected["too short"] += 1
+        elif max_solution_len is not None and len(plan) > max_solution_len:
+            rejected["too long"] += 1
         else:
             return _to_grid(board, player, boxes), plan
     reasons = ", ".join(f"{why}: {count}" for why, count in rejected.items() if count)
     raise ValueError(
         f"no Sokoban room for seed={seed}, dim={dim}, num_boxes={num_boxes}, wall_density={wall_density}, "
-        f"min_solution_len={min_solution_len} after {max_tries} tries ({reasons}); "
+        f"min_solution_len={min_solution_len}, max_solution_len={max_solution_len} after {max_tries} tries ({reasons}); "
         "use a larger room, fewer boxes, fewer walls or a shorter min_solution_len"
     )
 
@@ -549,7 +554,8 @@ class RoomSpaceTooSmall(ValueError):
 
 
 @functools.lru_cache(maxsize=64)
-def _split_rooms(split: str, n: int, dim: tuple[int, int], num_boxes: int, wall_density: float, min_solution_len: int) -> tuple[Task, ...]:
+def _split_rooms(split: str, n: int, dim: tuple[int, int], num_boxes: int, wall_density: float, min_solution_len: int,
+                 max_solution_len: int | None) -> tuple[Task, ...]:  # fmt: skip
     start = SPLIT_SEEDS[split]
     tasks: list[Task] = []
     mine: set[str] = set()
@@ -562,12 +568,17 @@ def _split_rooms(split: str, n: int, dim: tuple[int, int], num_boxes: int, wall_
             share = len(SHARES[split])
             raise RoomSpaceTooSmall(
                 f"Sokoban {h}x{w}, {num_boxes} box{'es' if num_boxes > 1 else ''}, min_solution_len {min_solution_len}, "
-                f"wall_density {wall_density}: {len(seen)} distinct rooms up to symmetry in {seed - start} seeds"
+                + (f"max_solution_len {max_solution_len}, " if max_solution_len is not None else "")
+                + f"wall_density {wall_density}: {len(seen)} distinct rooms up to symmetry in {seed - start} seeds"
                 + (f" (none new in the last {stale})" if stale >= SATURATED_AFTER else "")
                 + f", {len(mine)} of them in the {split} split's share ({share}/{_SIXTEENTHS} of the room space); {n} requested. "
                 "Use larger rooms (env.tasks.dim), more boxes (env.tasks.num_boxes), longer solutions or fewer tasks"
             )
-        grid, plan = _generate(seed, dim, num_boxes, wall_density, min_solution_len, max_tries=200)
+        try:
+            grid, plan = _generate(seed, dim, num_boxes, wall_density, min_solution_len, 200, max_solution_len)
+        except ValueError:  # this seed made no room within its tries: the next one may
+            seed, stale = seed + 1, stale + 1
+            continue
         fingerprint = room_fingerprint(grid)
         stale = 0 if fingerprint not in seen else stale + 1
         seen.add(fingerprint)
@@ -586,7 +597,8 @@ def _split_rooms(split: str, n: int, dim: tuple[int, int], num_boxes: int, wall_
 
 
 def sokoban_tasks(
-    split: str, n: int, dim: tuple[int, int] | list[int], num_boxes: int, wall_density: float, min_solution_len: int
+    split: str, n: int, dim: tuple[int, int] | list[int], num_boxes: int, wall_density: float, min_solution_len: int,
+    max_solution_len: int | None,
 ) -> list[Task]:
     """`n` distinct rooms of a split (train, validation, test, or build: the rooms this project's
     own models are built from), disjoint by content from every other split (see SHARES). Task
@@ -594,7 +606,8 @@ def sokoban_tasks(
     names the numbers."""
     if split not in SPLIT_SEEDS:
         raise ValueError(f"unknown Sokoban split {split!r}; valid splits: {', '.join(SPLIT_SEEDS)}")
-    return list(_split_rooms(split, int(n), tuple(dim), int(num_boxes), float(wall_density), int(min_solution_len)))
+    longest = None if max_solution_len is None else int(max_solution_len)
+    return list(_split_rooms(split, int(n), tuple(dim), int(num_boxes), float(wall_density), int(min_solution_len), longest))
 
 
 def sokoban_fingerprint(task: Task) -> dict[str, str]:
