@@ -117,7 +117,7 @@ proof_grpo_dry_run() {
 }
 
 if [ "$DEVICE" = cuda ]; then ZERO=2 LONG=200 SHORT=120 EVAL_DTYPE=bfloat16; else ZERO=0 LONG=1800 SHORT=900 EVAL_DTYPE=float32; fi
-SMALL=(experiment=smoke env.n_train=8 env.n_test=4 n_samples=4 backend.device=$DEVICE "eval_cache_dir=$OUT/eval_cache")
+SMALL=(experiment=smoke env.history_window=null env.n_train=8 env.n_test=4 n_samples=4 backend.device=$DEVICE "eval_cache_dir=$OUT/eval_cache")
 CKPT=$OUT/sft/checkpoint
 total_start=$(date +%s)
 
