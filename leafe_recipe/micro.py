@@ -238,37 +238,72 @@ def room_rows(width: int) -> list[str]:
     return ["#" * width + "\n"] + ["#" + "".join(cells) + "#\n" for cells in product(symbols, repeat=width - 2)]
 
 
-def build(directory: Path | None = None, config: MicroConfig = MicroConfig(), measure_it: bool = True) -> Path:
-    """Build (once) and return the micro model's directory; prints what it can do."""
-    from leafe_recipe import cache_dir
+COMMITTED = Path(__file__).resolve().parent / "micro_model"  # the build this repository ships (`make micro` remakes it)
+
+
+def build_version(config: MicroConfig = MicroConfig()) -> tuple[str, list | None]:
+    """The build key of this recipe (models.build_key: its examples, settings and library versions),
+    and the examples when they had to be made to know it (None when a shortcut knew the key)."""
     from leafe_recipe.models import build_key, known_key
 
-    start = time.monotonic()
     settings = {"config": asdict(config), "sokoban": sokoban_settings()}
     here = Path(__file__).resolve().parent
     version, record = known_key("micro", settings, [here / "micro.py", here / "prompts.py", here / "envs" / "sokoban.py"])
-    place = lambda key: Path(directory) if directory else cache_dir() / f"micro-qwen3-{key}"  # noqa: E731
-    if version is not None and (place(version) / "config.json").exists():
-        return place(version)
+    if version is not None:
+        return version, None
     examples = make_examples(config)
     version = build_key(examples, settings)
     record(version)
-    target = place(version)
+    return version, examples
+
+
+def build(directory: Path | None = None, config: MicroConfig = MicroConfig(), measure_it: bool = True) -> Path:
+    """The micro model's directory: the committed build when its key is this recipe's, else one
+    built once into the cache (or `directory`), which prints what it can do."""
+    from leafe_recipe import cache_dir
+    from leafe_recipe.manifest import read
+
+    start = time.monotonic()
+    version, examples = build_version(config)
+    if directory is None and (shipped := read(COMMITTED)) is not None and shipped.identity == version:
+        return COMMITTED
+    target = Path(directory) if directory else cache_dir() / f"micro-qwen3-{version}"
     if (target / "config.json").exists():
         return target
+    examples = examples or make_examples(config)
+    print(f"[micro] building the micro model into {target} (minutes on 2 cores, once)", flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".micro-", dir=target.parent))
+    trained = _train(examples, config, staging)
+    build_s = time.monotonic() - start
+    report = {"build_key": version, "config": asdict(config), "examples": len(examples), "build_seconds": round(build_s)}
+    if measure_it:
+        report["abilities"] = measure(str(trained))
+    (trained / "micro_build.json").write_text(json.dumps(report, indent=2))
+    from leafe_recipe.manifest import write
+
+    made = manifest(config)
+    made.identity = version
+    write(trained, made)
+    try:
+        trained.rename(target)  # atomic: a concurrent builder either wins or finds it done
+    except OSError:
+        pass
+    shutil.rmtree(staging, ignore_errors=True)
+    print(f"[micro] built in {build_s:.0f} s (measuring took {time.monotonic() - start - build_s:.0f} s): {target}", flush=True)
+    return target
+
+
+def _train(examples: list[tuple[list[Message], str]], config: MicroConfig, staging: Path) -> Path:
+    """Its tokenizer, a randomly initialised Qwen3 and the OpenRLHF SFT launch on the examples."""
     import jinja2
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-    from leafe_recipe.manifest import write
     from leafe_recipe.records import write_jsonl
     from leafe_recipe.train import SFTConfig, sft_defaults, train
 
-    print(f"[micro] building the micro model into {target} (minutes on 2 cores, once)", flush=True)
-    rng = random.Random(config.seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".micro-", dir=target.parent))
-    sample = rng.sample(examples, min(len(examples), 2000))
+    sample = random.Random(config.seed).sample(examples, min(len(examples), 2000))
     template = jinja2.Template(CHAT_TEMPLATE)
     texts = [template.render(messages=m + [{"role": "assistant", "content": a}], add_generation_prompt=False) for m, a in sample]
     trained_tokenizer = train_tokenizer(texts, config.vocab_size)
@@ -299,27 +334,11 @@ def build(directory: Path | None = None, config: MicroConfig = MicroConfig(), me
     print(f"[micro] {len(examples)} examples from {config.rooms} rooms; tokenizer of {len(tokenizer)} tokens, prompts "
           f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)  # fmt: skip
-    sft = SFTConfig(**{
+    return train(SFTConfig(**{
         **sft_defaults(), "model": str(init), "datasets": [str(data)], "output_dir": str(staging / "model"), "zero_stage": 0,
         "learning_rate": config.learning_rate, "epochs": config.epochs, "train_batch_size": config.batch_size,
         "micro_train_batch_size": config.micro_batch_size, "max_len": config.max_len, "seed": config.seed,
-    })  # fmt: skip
-    trained = train(sft)
-    build_s = time.monotonic() - start
-    report = {"build_key": version, "config": asdict(config), "examples": len(examples), "build_seconds": round(build_s)}
-    if measure_it:
-        report["abilities"] = measure(str(trained))
-    (trained / "micro_build.json").write_text(json.dumps(report, indent=2))
-    made = manifest(config)
-    made.identity = version
-    write(trained, made)
-    try:
-        trained.rename(target)  # atomic: a concurrent builder either wins or finds it done
-    except OSError:
-        pass
-    shutil.rmtree(staging, ignore_errors=True)
-    print(f"[micro] built in {build_s:.0f} s (measuring took {time.monotonic() - start - build_s:.0f} s): {target}", flush=True)
-    return target
+    }))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- #
@@ -341,37 +360,46 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
       is at or before it, against a uniformly random step (mean fatal/t); and how often it is
       the first mistake exactly, against 1/t.
     """
-    import numpy as np
-
-    from leafe_recipe.compare import bootstrap_means, interval
     from leafe_recipe.passk import ks_up_to, mean_pass_at_k
     from leafe_recipe.policy import Sampling
     from leafe_recipe.policy.hf import HFPolicy
-    from leafe_recipe.prompts import parse_reflection
-    from leafe_recipe.rollout import Start, run_episodes
+    from leafe_recipe.rollout import run_episodes
 
-    family = get_family("sokoban")
-    settings = sokoban_settings()
+    family, settings = get_family("sokoban"), sokoban_settings()
     kwargs, window = {"max_steps": settings["max_steps"]}, settings["history_window"]
     policy = HFPolicy(model)
     act = Sampling(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=settings["max_new_tokens"], stop=(), seed=seed)
     tasks = family.tasks("validation", rooms, **settings["tasks"])
     start = time.monotonic()
-    episodes = list(run_episodes([(t, s) for t in tasks for s in range(samples)], family, kwargs, policy, act, window))
     by_task: dict[str, list] = {}
-    for ep in episodes:
+    for ep in run_episodes([(t, s) for t in tasks for s in range(samples)], family, kwargs, policy, act, window):
         by_task.setdefault(ep.task.id, []).append(ep)
     n = [len(v) for v in by_task.values()]
     c = [sum(e.success for e in v) for v in by_task.values()]
-    play = {str(k): v for k, v in mean_pass_at_k(n, c, ks_up_to(samples)).items()}
-    walker = random_walker_success(tasks, samples, seed)
-
     failed = [sorted((e for e in v if not e.success), key=lambda e: e.sample) for v in by_task.values()]
+    out = {
+        "rooms": rooms, "samples": samples, "pass_at_k": {str(k): v for k, v in mean_pass_at_k(n, c, ks_up_to(samples)).items()},
+        "random_walker": random_walker_success(tasks, samples, seed),
+        "follow_hint": _follow_hint(failed, policy, act, window, hint_samples, seed, resamples),
+        "reflection": _reflection(failed, policy, seed),
+    }  # fmt: skip
+    out["seconds"] = round(time.monotonic() - start)
+    print(report_lines(out), flush=True)
+    return out
+
+
+def _follow_hint(failed: list[list], policy, act, window: int | None, hint_samples: int, seed: int, resamples: int) -> dict[str, Any]:
+    """Success from each room's first failed attempt's first mistake, with and without the correct hint."""
+    import numpy as np
+
+    from leafe_recipe.rollout import Start, run_episodes
+    from leafe_recipe.stats import bootstrap_means, interval
+
+    family, kwargs = get_family("sokoban"), {"max_steps": sokoban_settings()["max_steps"]}
     branch_points = []
     for eps in failed:
         for ep in eps:
-            mistake = first_mistake(ep.task.data["grid"], ep.actions)
-            if mistake is not None:
+            if (mistake := first_mistake(ep.task.data["grid"], ep.actions)) is not None:
                 step, move = mistake
                 branch_points.append((ep, step, move, hint(step, move, parse_action(ep.actions[step - 1]))))
                 break
@@ -393,6 +421,15 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
         follow |= {"with_hint": float(rates[:, 0].mean()), "without_hint": float(rates[:, 1].mean()),
                    "difference": float(diff.mean()), "ci95": [float(low[0]), float(high[0])],
                    "hinted_move_with_hint": float(np.mean(took[True])), "hinted_move_without_hint": float(np.mean(took[False]))}  # fmt: skip
+    return follow
+
+
+def _reflection(failed: list[list], policy, seed: int) -> dict[str, Any]:
+    """Where its reflections on its own failed attempts roll back, against a uniformly random step."""
+    import numpy as np
+
+    from leafe_recipe.policy import Sampling
+    from leafe_recipe.prompts import parse_reflection
 
     reflect_on = [ep for eps in failed for ep in eps[:2]]
     reflect = Sampling(temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=64, stop=(), seed=seed)
@@ -405,25 +442,14 @@ def measure(model: str, rooms: int = 100, samples: int = 8, hint_samples: int = 
         if r.tau is None:
             continue
         t = len(ep.actions)
-        fatal = fatal_step(ep.task.data["grid"], ep.actions)
-        if fatal is not None:
+        if (fatal := fatal_step(ep.task.data["grid"], ep.actions)) is not None:
             graded.append((r.tau <= fatal, fatal / t))
-        mistake = first_mistake(ep.task.data["grid"], ep.actions)
-        if mistake is not None:
+        if (mistake := first_mistake(ep.task.data["grid"], ep.actions)) is not None:
             first.append((r.tau == mistake[0], 1 / t))
-    reflection = {
-        "reflections": len(reflect_on),
-        "parsed": parsed / len(reflect_on) if reflect_on else None,
-        "graded": len(graded),
-        "at_or_before_fatal": float(np.mean([g[0] for g in graded])) if graded else None,
-        "uniform_at_or_before_fatal": float(np.mean([g[1] for g in graded])) if graded else None,
-        "first_mistake_exact": float(np.mean([f[0] for f in first])) if first else None,
-        "uniform_first_mistake_exact": float(np.mean([f[1] for f in first])) if first else None,
-    }
-    out = {"rooms": rooms, "samples": samples, "pass_at_k": play, "random_walker": walker, "follow_hint": follow, "reflection": reflection,
-           "seconds": round(time.monotonic() - start)}  # fmt: skip
-    print(report_lines(out), flush=True)
-    return out
+    mean = lambda xs, i: float(np.mean([x[i] for x in xs])) if xs else None  # noqa: E731
+    return {"reflections": len(reflect_on), "parsed": parsed / len(reflect_on) if reflect_on else None, "graded": len(graded),
+            "at_or_before_fatal": mean(graded, 0), "uniform_at_or_before_fatal": mean(graded, 1),
+            "first_mistake_exact": mean(first, 0), "uniform_first_mistake_exact": mean(first, 1)}  # fmt: skip
 
 
 def random_walker_success(tasks: list[Task], samples: int, seed: int) -> float:

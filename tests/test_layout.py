@@ -75,3 +75,10 @@ def test_a_cycle_would_be_found():
 def test_no_module_is_too_long_to_read():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > 650}
     assert long == {}
+
+
+def test_no_function_is_too_long_to_read():
+    long = [f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines" for name, path in modules().items()
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80]  # fmt: skip
+    assert long == []
