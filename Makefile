@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast wheelhouse-check
+.PHONY: setup demo test test-fast micro wheelhouse-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/leafe method=leafe experiment=micro_sokoban
+	$(BIN)/leafe method=leafe experiment=micro_demo
+
+# Rebuild the micro model from its recipe (about 75 minutes on 2 cores) and ship it in leafe_recipe/micro_model/.
+micro: $(STAMP)
+	$(BIN)/python -m leafe_recipe.micro --commit
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

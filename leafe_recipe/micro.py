@@ -486,7 +486,19 @@ def report_lines(m: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+def commit(path: Path) -> None:
+    """Ship a build in the repository (COMMITTED): what `make micro` does after building."""
+    shutil.rmtree(COMMITTED, ignore_errors=True)
+    shutil.copytree(path, COMMITTED, ignore=shutil.ignore_patterns("train.log", "*.key.json", ".complete*"))
+    print(f"[micro] {path} copied to {COMMITTED}", flush=True)
+
+
 if __name__ == "__main__":
-    # python -m leafe_recipe.micro: build (once) and print what the micro model can do
-    path = build()
+    # python -m leafe_recipe.micro [--commit]: build (once) and print what the micro model can do;
+    # --commit builds into the cache even where the shipped build is current, and ships the result
+    import sys
+
+    path = build(Path(tempfile.mkdtemp(prefix="micro-")) / "model") if "--commit" in sys.argv else build()
     print(report_lines(json.loads((path / "micro_build.json").read_text())["abilities"]))
+    if "--commit" in sys.argv:
+        commit(path)

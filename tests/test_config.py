@@ -99,7 +99,7 @@ def test_every_paper_experiment_composes_for_every_cell_of_its_sweep():
     from leafe_recipe.pipeline import method_entry
 
     expected = {"table1": (128, 4 * 6 * 2), "table2": (128, 3 * 3), "table3": (None, 3), "table4": (128, 2 * 3), "smoke_sweep": (8, 10 * 2),
-                "micro_sokoban": (32, 8 * 3)}
+                "micro_sokoban": (128, 4 * 5), "micro_sokoban_3seeds": (128, 4 * 3), "micro_grpo_tuning": (32, 2 * 2 * 2)}
     for experiment, (n_samples, n_cells) in expected.items():
         params = {k: str(v).split(",") for k, v in hydra_config(f"experiment={experiment}").hydra.sweeper.params.items()}
         cells = [[]]
