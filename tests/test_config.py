@@ -99,7 +99,7 @@ def test_every_paper_experiment_composes_for_every_cell_of_its_sweep():
     from leafe_recipe.pipeline import method_entry
 
     expected = {"table1": (128, 4 * 6 * 2), "table2": (128, 3 * 3), "table3": (None, 3), "table4": (128, 2 * 3), "smoke_sweep": (8, 10 * 2),
-                "micro_sokoban": (128, 4 * 5), "micro_sokoban_3seeds": (128, 4 * 3), "micro_grpo_tuning": (32, 2 * 2 * 2)}
+                "micro_sokoban": (128, 3 * 3), "micro_sokoban_3seeds": (128, 4 * 3), "micro_grpo_tuning": (32, 2 * 2 * 2)}
     for experiment, (n_samples, n_cells) in expected.items():
         params = {k: str(v).split(",") for k, v in hydra_config(f"experiment={experiment}").hydra.sweeper.params.items()}
         cells = [[]]
@@ -114,9 +114,10 @@ def test_every_paper_experiment_composes_for_every_cell_of_its_sweep():
     assert config("experiment=table2").eval_also.mbpp.n_test == 500 and config("experiment=table2").env.n_test == 165
     assert config("experiment=table4", "method=leafe_rehearsal_only").method.ablation == "rehearsal_only"
     micro = config("experiment=micro_sokoban", "method=leafe_rl")
-    assert (micro.model, micro.env.n_test, micro.method.sft.learning_rate, micro.method.grpo.learning_rate) == ("micro", 100, 2e-4, 2e-4)
-    demo = config("experiment=micro_sokoban", "method=leafe")  # `make demo`: the study's LEAFE cell, seed 0
-    assert (demo.model, demo.seed, demo.n_samples, demo.env.n_train, demo.env.n_test) == ("micro", 0, 32, 64, 100)
+    assert (micro.model, micro.env.n_test, micro.method.sft.learning_rate, micro.method.grpo.learning_rate) == ("micro", 100, 2e-4, 1e-3)
+    demo = config("experiment=micro_demo", "method=leafe")  # `make demo`: a small LEAFE cell of the study, on validation
+    assert (demo.model, demo.seed, demo.n_samples, demo.env.n_train, demo.eval_split) == ("micro", 0, 32, 16, "validation")
+    assert (demo.env.kwargs, demo.env.tasks, demo.budget) == (micro.env.kwargs, micro.env.tasks, micro.budget)
 
 
 def test_the_paper_experiments_say_where_each_value_comes_from():

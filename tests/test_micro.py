@@ -138,3 +138,18 @@ def test_the_report_says_n_a_where_no_attempt_failed():
          "reflection": {"reflections": 0, "parsed": None, "graded": 0, "at_or_before_fatal": None, "uniform_at_or_before_fatal": None,
                         "first_mistake_exact": None, "uniform_first_mistake_exact": None}}  # fmt: skip
     assert "success n/a with the correct hint vs n/a without: n/a" in report_lines(m)
+
+
+@pytest.mark.slow
+def test_the_shipped_micro_model_is_the_build_of_this_recipe():
+    """leafe_recipe/micro_model/ is used only when its key is the recipe's; a change to the data,
+    settings or pinned libraries makes this fail until `make micro` ships a new build."""
+    from dataclasses import asdict
+
+    from leafe_recipe.manifest import read
+    from leafe_recipe.micro import COMMITTED
+    from leafe_recipe.models import build_key
+
+    config = MicroConfig()
+    key = build_key(make_examples(config), {"config": asdict(config), "sokoban": sokoban_settings()})
+    assert read(COMMITTED).identity == key, "the shipped micro model is stale: rebuild it with `make micro`"
