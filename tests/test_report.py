@@ -296,6 +296,17 @@ def test_the_report_rebuilds_from_its_committed_per_sample_files_alone(tmp_path)
     assert body(rebuilt) == body(original) and "| LEAFE | 58.3 [" in rebuilt
 
 
+def test_the_committed_micro_study_is_what_its_cells_say(tmp_path):
+    """docs/micro_sokoban/report.md is the study's record: anyone can recompute it from the cells."""
+    import shutil
+
+    committed = Path(__file__).parent.parent / "docs" / "micro_sokoban"
+    shutil.copytree(committed / "cells", tmp_path / "cells")
+    main(["--from-summary", str(tmp_path), "--no-plots"])
+    body = lambda text: text.split("Command:")[1].split("\n", 1)[1]  # noqa: E731
+    assert body((tmp_path / "report.md").read_text()) == body((committed / "report.md").read_text())
+
+
 def test_a_cell_run_on_overlapping_splits_marks_its_numbers(tmp_path):
     audit = {"splits": {"train": {"tasks": 4, "distinct": 4}, "test": {"tasks": 3, "distinct": 3}}, "manifest": None,
              "pairs": [{"a": "train", "b": "test", "exact": 2, "near": 0, "overlaps": 2, "examples": []}]}  # fmt: skip
