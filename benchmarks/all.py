@@ -1,5 +1,5 @@
 """Every benchmark in one go, and every ratio they print as one Markdown table, with the commit,
-machine and date it was measured at: the README's performance table is this script's output.
+machine and date it was measured at: the README's speed table and docs/benchmarks.md are this script's output.
 
     .venv/bin/python benchmarks/all.py [--models tiny,micro] [--only rollout,explore,...] [--log-dir DIR]
 

@@ -95,6 +95,7 @@ def rollout_rate(name: str, episodes: int) -> None:
 
 
 def generation_share(name: str, tasks_n: int) -> None:
+    from leafe_recipe.context import composed, plain
     from leafe_recipe.explore import ExploreConfig, explore
     from leafe_recipe.policy.hf import HFPolicy
     from leafe_recipe import tiny
@@ -114,7 +115,8 @@ def generation_share(name: str, tasks_n: int) -> None:
             spent[0] += time.perf_counter() - t
 
     policy.generate = timed
-    config = ExploreConfig(reflect_every=4, budget=16, history_window=2, env_workers=8, max_divergence_share=1.0)
+    settings = plain(composed("method=leafe", "budget=16").method.explore)
+    config = ExploreConfig(**{**settings, "env_workers": 8, "max_divergence_share": 1.0}, history_window=2)
     sampling = Sampling(max_new_tokens=48)
     with tempfile.TemporaryDirectory() as out, EnvPool(family, kwargs) as pool:
         explore(tasks, family, kwargs, policy, sampling, sampling, config, Path(out) / "warm.jsonl", pool)  # starts the simulators

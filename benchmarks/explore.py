@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from leafe_recipe.context import composed, plain
 from leafe_recipe.envs.base import get_family
 from leafe_recipe.explore import ExploreConfig, explore
 from leafe_recipe.policy import Sampling
@@ -32,14 +33,15 @@ def main() -> None:
     args = ap.parse_args()
 
     family = get_family("sokoban")
-    tasks = family.tasks("train", args.tasks, dim=[5, 5], min_solution_len=2)
+    tasks = family.tasks("train", args.tasks)  # the environment's default rooms (6x6: 5x5 holds only 8 distinct rooms)
     policy = HFPolicy(resolve_model(args.model), device=args.device)
     policy.generate([[{"role": "user", "content": "warm-up"}]], Sampling(max_new_tokens=24))  # first-call costs out of the first timed run
     action, reflection = Sampling(max_new_tokens=24), Sampling(max_new_tokens=48, temperature=0.7)
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, concurrent in [("lock-step", args.tasks), ("task by task", 1)]:
-            cfg = ExploreConfig(reflect_every=3, max_depth=2, max_branches=4, budget=args.budget, max_concurrent_trees=concurrent)
+            settings = plain(composed("method=leafe", f"budget={args.budget}").method.explore)
+            cfg = ExploreConfig(**{**settings, "max_branches": 4, "max_concurrent_trees": concurrent}, history_window=2)
             out = Path(tmp) / f"{concurrent}.jsonl"
             t0 = time.perf_counter()
             explore(tasks, family, {"max_steps": args.max_steps}, policy, action, reflection, cfg, out)

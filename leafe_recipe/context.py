@@ -39,6 +39,18 @@ def app_defaults() -> DictConfig:
     return OmegaConf.load(CONF_DIR / "config.yaml")
 
 
+def composed(*overrides: str, hydra: bool = False) -> DictConfig:
+    """The app's config as Hydra composes it for these command-line overrides (with Hydra's own
+    node, hydra=True): where code outside the app (benchmarks, tests, notebooks) takes a method's
+    settings, so none is restated."""
+    from hydra import compose, initialize_config_dir
+
+    from leafe_recipe import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
 def backend_settings(name: str) -> dict[str, Any]:
     """hydra_conf/backend/<name>.yaml: the one home of a generation backend's settings."""
     from leafe_recipe import CONF_DIR

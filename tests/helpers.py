@@ -5,11 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-
-from leafe_recipe import CONF_DIR
-from leafe_recipe.context import RunContext
+from leafe_recipe.context import RunContext, composed
 from leafe_recipe.envs.base import get_family
 
 BIN = Path(sys.executable).parent
@@ -21,10 +17,7 @@ def leafe(*overrides: str, cwd: Path, script: str = "leafe", timeout: int = 900)
     return subprocess.run([str(BIN / script), *overrides], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def compose(*overrides: str, hydra: bool = False):
-    """The app's config with these overrides (and Hydra's own config, with hydra=True)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return hydra_compose("config", overrides=list(overrides), return_hydra_config=hydra)
+compose = composed  # the app's config with these overrides (and Hydra's own config, with hydra=True)
 
 
 def context(run_dir: Path, *overrides: str, given: tuple[str, ...] = ()) -> RunContext:

@@ -190,7 +190,7 @@ def needs_extra(name: str, module: str, err: ImportError) -> EnvUnavailable:
     extra = (env_config(name) or {}).get("extra") or name
     return EnvUnavailable(
         f"the {name} environment needs {module!r}, which is not installed ({err}). Install it with "
-        f"`pip install -e '.[{extra}]'` (see the README's environment section)"
+        f"`pip install -e '.[{extra}]'` (see docs/environments.md)"
     )
 
 

@@ -10,7 +10,7 @@ from leafe_recipe.prompts import Message
 
 GPU_HINT = (
     "backend=vllm needs vLLM and a CUDA GPU. On a GPU machine run `pip install -e .[gpu]` "
-    "(see README, 'GPU install'); on this machine use backend=hf."
+    "(see docs/gpu.md, 'Install'); on this machine use backend=hf."
 )
 
 
