@@ -28,7 +28,8 @@ def cell(sweep: Path, name: str, method: str, env: str = "sokoban", model: str =
     """One sweep cell's results.json; `runs` maps a label to its per-problem correct lists."""
     folder = sweep / name
     folder.mkdir(parents=True)
-    config = {"method": {"name": method, "ablation": extra.pop("ablation", None)}, "env": {"name": env}, "primary": extra.pop("primary", [])}
+    config = {"method": {"name": method, "ablation": extra.pop("ablation", None)}, "env": {"name": env}, "primary": extra.pop("primary", []),
+              "report_row": extra.pop("report_row", None)}  # fmt: skip
     summaries = {}
     for label, correct in (runs or {}).items():
         s = {"task": TASKS[env], "samples_dir": str(log(folder / "eval" / label, env, correct))}
@@ -275,6 +276,16 @@ def test_a_paired_difference_whose_ci_includes_zero_is_said_to_be_unresolved(tmp
     text = paired_vs_base(runs, resamples=200)
     assert "same - base: the 95% CI includes 0 at k = 1, 4: this run does not resolve a difference there" in text
     assert "leafe - base: the 95% CI includes 0" not in text
+
+
+def test_a_control_named_by_report_row_is_a_row_of_its_own_with_its_own_budget(tmp_path):
+    cell(tmp_path, "a", "grpo", runs={"base": BASE, "grpo": BETTER}, ledger={**LEDGER, "gradient_steps": 160})
+    cell(tmp_path, "b", "grpo", runs={"base": BASE, "grpo": BASE}, ledger={**LEDGER, "gradient_steps": 96}, report_row="grpo_equal_steps")
+    md, data = report(tmp_path)
+    assert "| GRPO | 58.3 [" in md and "| grpo_equal_steps | 41.7 [" in md
+    budgets = md.split("## Budgets")[1]
+    assert "| GRPO | 3 | 40 | 8 | 50 | 900 | - | - | 160 |" in budgets
+    assert "| grpo_equal_steps | 3 | 40 | 8 | 50 | 900 | - | - | 96 |" in budgets
 
 
 def test_the_report_rebuilds_from_its_committed_per_sample_files_alone(tmp_path):

@@ -72,13 +72,19 @@ def row_key(label: str, config: dict[str, Any]) -> str | None:
     return label
 
 
-def cell_row(config: dict[str, Any]) -> str:
-    """The row a cell trains (where it did not run, the row that says so)."""
+def method_row(config: dict[str, Any]) -> str:
+    """The row of the model a cell's method trains, by the method and its variant."""
     m = config.get("method", {})
     name = m.get("name", "?")
     if name == "early_experience":
         return f"early_experience_{m.get('variant', 'iwm')}"
     return row_key(name, config) or name
+
+
+def cell_row(config: dict[str, Any]) -> str:
+    """The row a cell trains (where it did not run, the row that says so): `report_row` where the
+    cell names one (a control: the same method at another budget), else its method's."""
+    return config.get("report_row") or method_row(config)
 
 
 def collect(folders: list[Path]) -> Collected:
@@ -103,8 +109,9 @@ def collect(folders: list[Path]) -> Collected:
             row = row_key(label, config)
             if row is None:
                 continue
+            row = own if row == method_row(config) else row
             is_own = row == own  # a base model evaluated by a cell that trains another is not its own
-            ledger = _ledger(results, own) if is_own else None
+            ledger = _ledger(results, method_row(config)) if is_own else None
             for env, s in [(results["env"], summary), *summary.get("also", {}).items()]:
                 samples = _samples(s, path)
                 out.entries.append(Entry(env=env, row=row, own=is_own, samples=samples, ledger=ledger, **cell))
