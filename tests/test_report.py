@@ -288,6 +288,15 @@ def test_a_control_named_by_report_row_is_a_row_of_its_own_with_its_own_budget(t
     assert "| grpo_equal_steps | 3 | 40 | 8 | 50 | 900 | - | - | 96 |" in budgets
 
 
+def test_a_row_over_fewer_seeds_than_the_table_says_so(tmp_path):
+    for seed in (0, 1):
+        cell(tmp_path, f"l{seed}", "leafe", seed=seed, runs={"base": BASE, "leafe": BETTER})
+    cell(tmp_path, "g0", "grpo", seed=0, runs={"base": BASE, "grpo": BETTER})
+    md, _ = report(tmp_path)
+    assert "mean over 3 test problems and seeds 0, 1;" in md
+    assert "- rows over other seeds: GRPO seeds 0\n" in md
+
+
 def test_the_report_rebuilds_from_its_committed_per_sample_files_alone(tmp_path):
     sweep = tmp_path / "sweep"
     for seed in (0, 1):

@@ -301,6 +301,9 @@ def _method_tables(title: str, keys: list[Key], g: Grouped, in_table1: bool = Fa
         caption = (f"model {model}; Pass@k in %, mean over {'/'.join(map(str, problems)) or 0} {'/'.join(splits)} problems"
                    + (f" and seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f" (seed {seeds[0]})" if seeds else "")
                    + f"; [95% CI: {UNITS[min(len(seeds), 2) or 1]}]")  # fmt: skip
+        fewer = {row: sorted(e.seeds) for k in cols for row, e in g.estimates.get(k, {}).items() if sorted(e.seeds) != seeds}
+        if fewer:
+            notes.insert(0, "rows over other seeds: " + "; ".join(f"{row_name(r)} seeds {', '.join(map(str, s))}" for r, s in sorted(fewer.items())))
         entries = [e for k in cols for es in g.entries.get(k, {}).values() for e in es]
         out.append(Table(f"{title} — {model}", header, rows, [caption, _heldout_note(entries), *notes]))
     return out
