@@ -316,6 +316,20 @@ def test_the_report_rebuilds_from_its_committed_per_sample_files_alone(tmp_path)
     assert body(rebuilt) == body(original) and "| LEAFE | 58.3 [" in rebuilt
 
 
+def test_a_report_extended_by_new_runs_is_the_report_of_all_of_them(tmp_path):
+    """A study run in two sittings: the first sitting's cells/ plus the second's run folders."""
+    cell(tmp_path / "first", "a", "leafe", seed=0, runs={"base": BASE, "leafe": BETTER}, ledger=LEDGER)
+    cell(tmp_path / "second", "b", "grpo", seed=0, runs={"base": BASE, "grpo": BASE}, ledger=LEDGER)
+    at_once = tmp_path / "at_once"
+    main([str(tmp_path / "first"), str(tmp_path / "second"), "--resamples", "300", "--no-plots", "--out", str(at_once)])
+    extended = tmp_path / "extended"
+    main([str(tmp_path / "first"), "--resamples", "300", "--no-plots", "--out", str(extended)])
+    main(["--from-summary", str(extended), str(tmp_path / "second"), "--resamples", "300", "--no-plots", "--out", str(extended)])
+    body = lambda text: text.split("Command:")[1].split("\n", 1)[1]  # noqa: E731
+    assert body((extended / "report.md").read_text()) == body((at_once / "report.md").read_text())
+    assert len(list((extended / "cells").glob("0*.json"))) == 3  # base (once), LEAFE, GRPO
+
+
 def test_the_committed_micro_study_is_what_its_cells_say(tmp_path):
     """docs/micro_sokoban/report.md is the study's record: anyone can recompute it from the cells."""
     import shutil

@@ -2,6 +2,7 @@
 
     leafe-report multirun/2026-12-01/10-00-00 [more run or sweep folders] [--reference grpo] [--out DIR]
     leafe-report --from-summary docs/micro_sokoban      # the same report, rebuilt from its committed cells/
+    leafe-report --from-summary docs/micro_sokoban runs/more --out docs/micro_sokoban   # those cells and new runs'
 
 The report reads every results.json under the folders given (one per sweep cell; a cell that
 could not run holds `not_run`, one that failed `failed`, with the reason) and recomputes every
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from leafe_recipe.compare import CompareError
 from leafe_recipe.records import write_json
-from leafe_recipe.report.collect import Collected, ReportError, collect, read_cells, write_cells
+from leafe_recipe.report.collect import Collected, ReportError, collect, combine, read_cells, write_cells
 from leafe_recipe.report.render import plot_curves, search_table, sharpening, to_latex, to_markdown
 from leafe_recipe.report.tables import Report, build, explore_summary, ledger_table, markdown_table, paired_vs_base, paper_model
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         "from the results.json and lm-eval sample logs of `leafe` runs and sweeps.",
     )
     parser.add_argument("folders", nargs="*", type=Path, help="run or sweep folders (searched for results.json)")
-    parser.add_argument("--from-summary", type=Path, help="rebuild from a report folder's cells/ instead (no run folders needed)")
+    parser.add_argument("--from-summary", type=Path, help="a report folder's cells/: rebuild from them alone (no run folders "
+                        "needed) or, with run folders, add those runs' cells to them (a study extended in another sitting)")
     parser.add_argument("--out", type=Path, help="where to write report.md/.tex/.json and curves/ (default: <first folder>/report)")
     parser.add_argument("--reference", default="grpo", help="the method the paired differences are against (default grpo)")
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
@@ -46,17 +48,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG curves")
     args = parser.parse_args(argv)
-    if bool(args.folders) == bool(args.from_summary):
-        parser.error("give run or sweep folders, or --from-summary REPORT_FOLDER (not both)")
+    if not args.folders and not args.from_summary:
+        parser.error("give run or sweep folders, --from-summary REPORT_FOLDER, or both (that report's cells and the runs')")
     out = args.out or (args.from_summary if args.from_summary else args.folders[0] / "report")
     try:
-        collected = read_cells(args.from_summary) if args.from_summary else collect(args.folders)
+        parts = ([read_cells(args.from_summary)] if args.from_summary else []) + ([collect(args.folders)] if args.folders else [])
+        collected = combine(parts)
         rep = build(collected, args.reference, args.resamples, args.seed, args.confidence)
     except (ReportError, CompareError, ValueError, OSError) as err:
         raise SystemExit(f"leafe-report: error: {err}") from None
     n_not = len({e.source for e in collected.entries if e.absent})
     preamble = [
-        f"From {collected.cells} cells in {', '.join(map(str, args.folders or [args.from_summary]))} ({n_not} not run or failed). "
+        f"From {collected.cells} cells in {', '.join(map(str, ([args.from_summary] if args.from_summary else []) + args.folders))} ({n_not} not run or failed). "
         "Every number is recomputed from per-sample correctness (lm-eval's logs, or the cells/ files that keep it): unbiased "
         f"Pass@k, mean over problems (and seeds); CIs are {100 * args.confidence:g}% percentile bootstrap intervals "
         f"({args.resamples} resamples, seed {args.seed}) over problems, and with several seeds over seeds and problems crossed "
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     (out / "report.md").write_text(markdown)
     (out / "report.tex").write_text(to_latex(rep, preamble))
     write_json(out / "report.json", {"command": preamble[2], **rep.data})
-    if not args.from_summary:
+    if args.folders:
         write_cells(collected, out)
     pngs = [] if args.no_plots else plot_curves(rep, out / "curves")
     print(markdown)

@@ -119,6 +119,21 @@ def collect(folders: list[Path]) -> Collected:
     return out
 
 
+def combine(parts: list[Collected]) -> Collected:
+    """One report's cells from several sources (a report's cells/ and new runs): a model met twice
+    is kept once, as within one sweep (_dedupe)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = Collected()
+    for c in parts:
+        out.entries += c.entries
+        out.searches += c.searches
+        out.cells += c.cells
+        out.notes += c.notes
+    out.entries = _dedupe(out.entries, out.notes)
+    return out
+
+
 def _audit(heldout: dict[str, Any] | None) -> dict[str, Any] | None:
     """What a report shows of a cell's splits audit: split sizes, comparisons with overlaps, flagged ones."""
     if not heldout:
