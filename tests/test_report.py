@@ -297,6 +297,11 @@ def test_a_row_over_fewer_seeds_than_the_table_says_so(tmp_path):
     assert "- rows over other seeds: GRPO seeds 0\n" in md
 
 
+def body(report_md: str) -> str:
+    """A report.md without its preamble (which names the folders and the command)."""
+    return report_md.split("Command:")[1].split("\n", 1)[1]
+
+
 def test_the_report_rebuilds_from_its_committed_per_sample_files_alone(tmp_path):
     sweep = tmp_path / "sweep"
     for seed in (0, 1):
@@ -312,7 +317,6 @@ def test_the_report_rebuilds_from_its_committed_per_sample_files_alone(tmp_path)
     shutil.copytree(tmp_path / "report" / "cells", tmp_path / "committed" / "cells")
     main(["--from-summary", str(tmp_path / "committed"), "--resamples", "300", "--no-plots"])
     rebuilt = (tmp_path / "committed" / "report.md").read_text()
-    body = lambda text: text.split("Command:")[1].split("\n", 1)[1]  # noqa: E731  (all but the command line)
     assert body(rebuilt) == body(original) and "| LEAFE | 58.3 [" in rebuilt
 
 
@@ -325,7 +329,6 @@ def test_a_report_extended_by_new_runs_is_the_report_of_all_of_them(tmp_path):
     extended = tmp_path / "extended"
     main([str(tmp_path / "first"), "--resamples", "300", "--no-plots", "--out", str(extended)])
     main(["--from-summary", str(extended), str(tmp_path / "second"), "--resamples", "300", "--no-plots", "--out", str(extended)])
-    body = lambda text: text.split("Command:")[1].split("\n", 1)[1]  # noqa: E731
     assert body((extended / "report.md").read_text()) == body((at_once / "report.md").read_text())
     assert len(list((extended / "cells").glob("0*.json"))) == 3  # base (once), LEAFE, GRPO
 
@@ -337,7 +340,6 @@ def test_the_committed_micro_study_is_what_its_cells_say(tmp_path):
     committed = Path(__file__).parent.parent / "docs" / "micro_sokoban"
     shutil.copytree(committed / "cells", tmp_path / "cells")
     main(["--from-summary", str(tmp_path), "--no-plots"])
-    body = lambda text: text.split("Command:")[1].split("\n", 1)[1]  # noqa: E731
     assert body((tmp_path / "report.md").read_text()) == body((committed / "report.md").read_text())
 
 

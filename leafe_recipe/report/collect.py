@@ -122,8 +122,6 @@ def collect(folders: list[Path]) -> Collected:
 def combine(parts: list[Collected]) -> Collected:
     """One report's cells from several sources (a report's cells/ and new runs): a model met twice
     is kept once, as within one sweep (_dedupe)."""
-    if len(parts) == 1:
-        return parts[0]
     out = Collected()
     for c in parts:
         out.entries += c.entries
